@@ -1,0 +1,453 @@
+// Package broker is the realtime hub: clients, the topic index, fan-out of record
+// events and custom messages into per-client byte-bounded queues, hooks, and stats.
+// It is plain Go (no Caddy): the handler and admin packages drive it over net/http.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Policy is a broker's configuration. A config reload swaps it atomically;
+// open streams keep their timers until they reconnect.
+type Policy struct {
+	IdleTimeout      time.Duration // reset by each delivered message; 0 = off
+	MaxLifetime      time.Duration // 0 = off
+	Heartbeat        time.Duration // ":\n\n" comment after this long without a write; 0 = off
+	WriteTimeout     time.Duration // deadline for one write+flush; 0 = none
+	MaxClients       int           // 0 = unlimited
+	MaxSubscriptions int           // per client
+	MaxTopicLength   int           // bytes
+	ClientQueue      int           // pending bytes per client before eviction; 0 = unbounded
+	Wildcard         bool          // allow the "*" topic
+	Access           Access        // nil = everyone sees everything
+	Logger           *zap.Logger
+}
+
+// DefaultPolicy returns the documented defaults.
+func DefaultPolicy() *Policy {
+	return &Policy{
+		IdleTimeout:      5 * time.Minute,
+		Heartbeat:        15 * time.Second,
+		WriteTimeout:     10 * time.Second,
+		MaxSubscriptions: 1000,
+		MaxTopicLength:   2500,
+		ClientQueue:      1 << 20,
+		Wildcard:         true,
+	}
+}
+
+// Broker holds the clients of one named realtime endpoint.
+type Broker struct {
+	name   string
+	policy atomic.Pointer[Policy]
+
+	clients  [clientShards]clientShard
+	seed     maphash.Seed
+	nClients atomic.Int64
+
+	index *index
+
+	// pubMu serializes publishing, so every client sees events in one global order.
+	pubMu   sync.Mutex
+	seen    map[string]struct{} // recent idempotency keys
+	seenLog []string            // ring of the same keys, oldest first
+	seenPos int
+	memo    map[memoKey]bool
+
+	stats stats
+
+	OnConnect     Hook[*ConnectEvent]
+	OnSubscribe   Hook[*SubscribeEvent]
+	OnMessageSend Hook[*MessageSendEvent]
+	OnDisconnect  Hook[*DisconnectEvent]
+}
+
+const clientShards = 64
+
+// idempotencyWindow is how many recent event ids are remembered for dedupe.
+const idempotencyWindow = 10000
+
+type clientShard struct {
+	mu sync.RWMutex
+	m  map[string]*Client
+}
+
+// New returns a broker with policy p (nil = DefaultPolicy).
+func New(name string, p *Policy) *Broker {
+	b := &Broker{
+		name:    name,
+		seed:    maphash.MakeSeed(),
+		index:   newIndex(),
+		seen:    make(map[string]struct{}),
+		seenLog: make([]string, idempotencyWindow),
+		memo:    make(map[memoKey]bool),
+	}
+	for i := range b.clients {
+		b.clients[i].m = make(map[string]*Client)
+	}
+	if p == nil {
+		p = DefaultPolicy()
+	}
+	b.SetPolicy(p)
+	return b
+}
+
+// Name is the broker's name (the Caddyfile's `broker`, the admin API's ?broker=).
+func (b *Broker) Name() string { return b.name }
+
+// Policy returns the current policy. Do not modify it.
+func (b *Broker) Policy() *Policy { return b.policy.Load() }
+
+// SetPolicy replaces the policy; streams and subscriptions stay.
+func (b *Broker) SetPolicy(p *Policy) {
+	if p.Logger == nil {
+		p.Logger = zap.NewNop()
+	}
+	b.policy.Store(p)
+}
+
+func (b *Broker) shard(id string) *clientShard {
+	return &b.clients[maphash.String(b.seed, id)%clientShards]
+}
+
+// ErrTooManyClients is returned by Connect when max_clients is reached.
+var ErrTooManyClients = errors.New("too many realtime clients: the server's max_clients limit is reached, retry later")
+
+// Connect registers a new client from ip and queues its PB_CONNECT frame.
+func (b *Broker) Connect(ip string) (*Client, error) {
+	p := b.Policy()
+	if n := b.nClients.Add(1); p.MaxClients > 0 && n > int64(p.MaxClients) {
+		b.nClients.Add(-1)
+		return nil, ErrTooManyClients
+	}
+	c := &Client{
+		id:        newClientID(),
+		ip:        ip,
+		broker:    b,
+		connected: time.Now(),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		subs:      make(map[string]*topicSubs),
+	}
+	err := b.OnConnect.Trigger(&ConnectEvent{Client: c}, func(*ConnectEvent) error {
+		sh := b.shard(c.id)
+		sh.mu.Lock()
+		sh.m[c.id] = c
+		sh.mu.Unlock()
+		c.enqueue(connectFrame(c.id), 0)
+		return nil
+	})
+	if err != nil {
+		b.nClients.Add(-1)
+		c.Close(ReasonDisconnected)
+		b.unregister(c)
+		return nil, err
+	}
+	b.stats.connects.Add(1)
+	return c, nil
+}
+
+func connectFrame(id string) []byte {
+	return []byte(`event:PB_CONNECT` + "\n" + `data:{"clientId":"` + id + `"}` + "\n\n")
+}
+
+// Client returns the connected client with id.
+func (b *Broker) Client(id string) (*Client, bool) {
+	sh := b.shard(id)
+	sh.mu.RLock()
+	c, ok := sh.m[id]
+	sh.mu.RUnlock()
+	return c, ok
+}
+
+// Clients returns every connected client, oldest first.
+func (b *Broker) Clients() []*Client {
+	out := make([]*Client, 0, b.nClients.Load())
+	for i := range b.clients {
+		sh := &b.clients[i]
+		sh.mu.RLock()
+		for _, c := range sh.m {
+			out = append(out, c)
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, c *Client) int {
+		if d := a.connected.Compare(c.connected); d != 0 {
+			return d
+		}
+		return strings.Compare(a.id, c.id)
+	})
+	return out
+}
+
+// Disconnect closes c (if still open) and forgets it and its subscriptions.
+// It is safe to call more than once.
+func (b *Broker) Disconnect(c *Client, reason string) {
+	c.Close(reason)
+	if !b.unregister(c) {
+		return
+	}
+	b.nClients.Add(-1)
+	c.subsMu.Lock()
+	for topic := range c.subs {
+		b.index.remove(c, topic)
+	}
+	b.stats.subscriptions.Add(-int64(len(c.subs)))
+	c.subs = map[string]*topicSubs{}
+	c.subsMu.Unlock()
+	_ = b.OnDisconnect.Trigger(&DisconnectEvent{Client: c, Reason: c.closeReason()}, nil)
+}
+
+func (b *Broker) unregister(c *Client) bool {
+	sh := b.shard(c.id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[c.id] != c {
+		return false
+	}
+	delete(sh.m, c.id)
+	return true
+}
+
+// CloseAll ends every stream (process exit: `caddy stop` must not wait for them).
+func (b *Broker) CloseAll(reason string) {
+	for _, c := range b.Clients() {
+		c.Close(reason)
+	}
+}
+
+// TopicError says which topic of a subscription request was refused and why.
+type TopicError struct {
+	Index     int
+	Topic     string
+	Err       error
+	Forbidden bool // refused by an access rule (403), not malformed (400)
+}
+
+func (e *TopicError) Error() string {
+	return fmt.Sprintf("subscription %d (%q): %v", e.Index, e.Topic, e.Err)
+}
+
+func (e *TopicError) Unwrap() error { return e.Err }
+
+// SetSubscriptions replaces c's whole subscription set with topics, as a
+// PocketBase POST does. Empty topics are skipped and duplicates collapse.
+// Nothing changes when an error is returned.
+func (b *Broker) SetSubscriptions(c *Client, topics []string) error {
+	p := b.Policy()
+	auth := c.Auth()
+	clean := make([]string, 0, len(topics))
+	for i, t := range topics {
+		if t == "" {
+			continue
+		}
+		if err := ValidateTopic(t, p.Wildcard); err != nil {
+			return &TopicError{Index: i, Topic: t, Err: err}
+		}
+		if p.Access != nil {
+			if err := p.Access.CanSubscribe(auth, t); err != nil {
+				return &TopicError{Index: i, Topic: t, Err: err, Forbidden: true}
+			}
+		}
+		clean = append(clean, t)
+	}
+	return b.OnSubscribe.Trigger(&SubscribeEvent{Client: c, Topics: clean}, func(e *SubscribeEvent) error {
+		b.replaceSubscriptions(c, e.Topics)
+		return nil
+	})
+}
+
+func (b *Broker) replaceSubscriptions(c *Client, topics []string) {
+	want := make(map[string]struct{}, len(topics))
+	for _, t := range topics {
+		if t != "" {
+			want[t] = struct{}{}
+		}
+	}
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	if c.isClosed() {
+		return // a disconnected client must not leave entries in the index
+	}
+	before := len(c.subs)
+	for t := range c.subs {
+		if _, keep := want[t]; !keep {
+			b.index.remove(c, t)
+			delete(c.subs, t)
+		}
+	}
+	for t := range want {
+		if _, have := c.subs[t]; !have {
+			c.subs[t] = b.index.add(c, t)
+		}
+	}
+	b.stats.subscriptions.Add(int64(len(c.subs) - before))
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Publish fans events out in order and returns how many were published
+// (events whose idempotency id was seen recently are skipped).
+func (b *Broker) Publish(events ...*Event) int {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	published := 0
+	for _, ev := range events {
+		if ev.ID != "" && !b.remember(ev.ID) {
+			continue
+		}
+		start := time.Now()
+		b.fanout(ev)
+		b.stats.fanout.observe(time.Since(start))
+		b.stats.eventsIn.Add(1)
+		published++
+	}
+	return published
+}
+
+// remember records an idempotency id; false means it was seen recently.
+func (b *Broker) remember(id string) bool {
+	if _, dup := b.seen[id]; dup {
+		return false
+	}
+	if old := b.seenLog[b.seenPos]; old != "" {
+		delete(b.seen, old)
+	}
+	b.seenLog[b.seenPos] = id
+	b.seenPos = (b.seenPos + 1) % len(b.seenLog)
+	b.seen[id] = struct{}{}
+	return true
+}
+
+type memoKey struct {
+	identity string
+	kind     TopicKind
+	ts       *topicSubs // set for filter results, which depend on the subscription's options
+}
+
+func (b *Broker) fanout(ev *Event) {
+	p := b.Policy()
+	var pick FieldPicker
+	if p.Access != nil {
+		pick = p.Access.PickFields()
+		clear(b.memo)
+	}
+	hooked := b.OnMessageSend.Len() > 0
+	var basesArr [7]baseKind
+	for _, bk := range recordBases(basesArr[:0], ev.Collection, ev.CollectionID, ev.RecordID) {
+		b.index.each(bk.base, func(ts *topicSubs) {
+			var tail []byte
+			for c := range ts.clients {
+				if p.Access != nil && !b.allowed(p.Access, c.Auth(), ev, bk.kind, ts) {
+					continue
+				}
+				if tail == nil {
+					tail = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick))
+				}
+				if hooked {
+					b.sendHooked(c, ts.topic, tail, p.ClientQueue)
+					continue
+				}
+				c.enqueue(tail, p.ClientQueue)
+			}
+		})
+	}
+}
+
+// allowed evaluates rules once per distinct identity (and filter once per identity
+// and subscription) per event; called with pubMu held.
+func (b *Broker) allowed(a Access, auth *Auth, ev *Event, kind TopicKind, ts *topicSubs) bool {
+	id := auth.Identity()
+	k := memoKey{identity: id, kind: kind}
+	ok, hit := b.memo[k]
+	if !hit {
+		ok = a.CanReceive(auth, ev, kind)
+		b.memo[k] = ok
+	}
+	if !ok || ts.opts.Filter() == "" {
+		return ok
+	}
+	k.ts = ts
+	ok, hit = b.memo[k]
+	if !hit {
+		ok = a.Filter(auth, ev, ts.opts)
+		b.memo[k] = ok
+	}
+	return ok
+}
+
+// frameTail is the part of a frame shared by every subscriber of one topic string.
+func frameTail(topic string, data []byte) []byte {
+	t := make([]byte, 0, len(topic)+len(data)+14)
+	t = append(t, "event:"...)
+	t = append(t, topic...)
+	t = append(t, "\ndata:"...)
+	t = append(t, data...)
+	return append(t, "\n\n"...)
+}
+
+// sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
+func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) {
+	data := tail[len("event:")+len(topic)+len("\ndata:") : len(tail)-2]
+	e := &MessageSendEvent{Client: c, Name: topic, Data: data}
+	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
+		if e.Name == topic && len(e.Data) == len(data) && (len(data) == 0 || &e.Data[0] == &data[0]) {
+			c.enqueue(tail, limit)
+		} else {
+			c.enqueue(frameTail(e.Name, e.Data), limit)
+		}
+		return nil
+	})
+}
+
+// SendMessage delivers a custom message to the clients subscribed to exactly
+// m.Name (and, when m.Clients is set, only to those of them). It returns how many got it.
+func (b *Broker) SendMessage(m *Message) int {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	p := b.Policy()
+	var only map[string]bool
+	if len(m.Clients) > 0 {
+		only = make(map[string]bool, len(m.Clients))
+		for _, id := range m.Clients {
+			only[id] = true
+		}
+	}
+	hooked := b.OnMessageSend.Len() > 0
+	delivered := 0
+	tail := frameTail(m.Name, m.Data)
+	b.index.exact(m.Name, func(ts *topicSubs) {
+		for c := range ts.clients {
+			if only != nil && !only[c.id] {
+				continue
+			}
+			if hooked {
+				b.sendHooked(c, m.Name, tail, p.ClientQueue)
+			} else if !c.enqueue(tail, p.ClientQueue) {
+				continue
+			}
+			delivered++
+		}
+	})
+	b.stats.messagesIn.Add(1)
+	return delivered
+}
+
+func (b *Broker) countEviction(c *Client, reason string) {
+	b.stats.evict(reason)
+	b.Policy().Logger.Info("realtime client evicted",
+		zap.String("broker", b.name), zap.String("client", c.id), zap.String("reason", reason))
+}

@@ -1,0 +1,302 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Reasons a stream ends; they label the eviction metric and the disconnect hook.
+const (
+	ReasonClientGone   = "client_gone"
+	ReasonQueueFull    = "queue_full"
+	ReasonWriteTimeout = "write_timeout"
+	ReasonWriteError   = "write_error"
+	ReasonIdleTimeout  = "idle_timeout"
+	ReasonMaxLifetime  = "max_lifetime"
+	ReasonDisconnected = "disconnected" // admin DELETE /realtime/clients/{id}
+	ReasonShutdown     = "shutdown"
+)
+
+// Stream is where a client's frames go: an HTTP response (handler package) or any writer.
+type Stream interface {
+	Write(p []byte) (int, error)
+	Flush() error
+	SetWriteDeadline(t time.Time) error
+}
+
+// Client is one SSE connection. Its frames are appended to a byte-bounded queue
+// by publishers and written, all pending at once, by the single goroutine in Serve.
+type Client struct {
+	id        string
+	ip        string
+	broker    *Broker
+	connected time.Time
+
+	mu     sync.Mutex
+	queue  []byte
+	frames uint64 // frames in queue
+	closed bool
+	reason string
+	wake   chan struct{} // capacity 1: "the queue is not empty"
+	done   chan struct{} // closed when the client is closed
+
+	subsMu sync.Mutex
+	subs   map[string]*topicSubs // full topic string -> index entry
+
+	auth  atomic.Pointer[Auth]
+	state sync.Map
+
+	delivered atomic.Uint64 // messages written to the stream
+	bytesOut  atomic.Uint64
+}
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+// newClientID returns 40 crypto-random characters of [A-Za-z0-9], like PocketBase.
+func newClientID() string {
+	var raw [40]byte
+	var out [40]byte
+	for filled := 0; filled < len(out); {
+		_, _ = rand.Read(raw[:])
+		for _, b := range raw {
+			if b >= 248 { // 248 = 4*62: reject to keep the distribution uniform
+				continue
+			}
+			out[filled] = idAlphabet[int(b)%len(idAlphabet)]
+			filled++
+			if filled == len(out) {
+				break
+			}
+		}
+	}
+	return string(out[:])
+}
+
+// ID is the client id sent in PB_CONNECT.
+func (c *Client) ID() string { return c.id }
+
+// IP is the client address the stream came from; subscription POSTs must match it.
+func (c *Client) IP() string { return c.ip }
+
+// ConnectedAt is when the stream opened.
+func (c *Client) ConnectedAt() time.Time { return c.connected }
+
+// Auth is the client's current auth record, nil for a guest.
+func (c *Client) Auth() *Auth { return c.auth.Load() }
+
+// SetAuth replaces the client's auth record.
+func (c *Client) SetAuth(a *Auth) { c.auth.Store(a) }
+
+// Get returns a value from the client's free-form state.
+func (c *Client) Get(key string) (any, bool) { return c.state.Load(key) }
+
+// Set stores a value in the client's free-form state.
+func (c *Client) Set(key string, v any) { c.state.Store(key, v) }
+
+// Unset removes a value from the client's state.
+func (c *Client) Unset(key string) { c.state.Delete(key) }
+
+// State returns a copy of the client's state.
+func (c *Client) State() map[string]any {
+	out := map[string]any{}
+	c.state.Range(func(k, v any) bool {
+		if ks, ok := k.(string); ok {
+			out[ks] = v
+		}
+		return true
+	})
+	return out
+}
+
+// Subscriptions returns the client's topics, sorted.
+func (c *Client) Subscriptions() []string {
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	return slices.Sorted(maps.Keys(c.subs))
+}
+
+// HasSubscription reports whether the client subscribed to exactly topic.
+func (c *Client) HasSubscription(topic string) bool {
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	_, ok := c.subs[topic]
+	return ok
+}
+
+// Delivered is the number of messages written to the stream.
+func (c *Client) Delivered() uint64 { return c.delivered.Load() }
+
+// Pending is the number of queued bytes not yet written.
+func (c *Client) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// Done is closed when the client has been closed (evicted, disconnected, shut down).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// enqueue appends one frame: "id:<clientId>\n" followed by the shared tail
+// ("event:...\ndata:...\n\n"). It never blocks; over the queue limit the client is evicted.
+func (c *Client) enqueue(tail []byte, limit int) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	size := len(c.queue) + 4 + len(c.id) + len(tail)
+	if limit > 0 && size > limit && len(c.queue) > 0 {
+		c.closeLocked(ReasonQueueFull)
+		c.mu.Unlock()
+		c.broker.countEviction(c, ReasonQueueFull)
+		return false
+	}
+	c.queue = append(c.queue, "id:"...)
+	c.queue = append(c.queue, c.id...)
+	c.queue = append(c.queue, '\n')
+	c.queue = append(c.queue, tail...)
+	c.frames++
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Close ends the client's stream with reason; Serve returns soon after.
+func (c *Client) Close(reason string) {
+	c.mu.Lock()
+	c.closeLocked(reason)
+	c.mu.Unlock()
+}
+
+func (c *Client) closeLocked(reason string) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.reason = reason
+	c.queue = nil
+	close(c.done)
+}
+
+func (c *Client) closeReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// Serve writes the client's frames to s until the stream ends, and returns why.
+// It is the client's only writer: everything pending goes out in one Write and one Flush.
+// The caller unregisters the client afterwards with Broker.Disconnect.
+func (c *Client) Serve(ctx context.Context, s Stream) string {
+	p := c.broker.Policy()
+	var idle, lifetime, heartbeat <-chan time.Time
+	var idleTimer, heartbeatTimer *time.Timer
+	if p.IdleTimeout > 0 {
+		idleTimer = time.NewTimer(p.IdleTimeout)
+		defer idleTimer.Stop()
+		idle = idleTimer.C
+	}
+	if p.MaxLifetime > 0 {
+		t := time.NewTimer(p.MaxLifetime)
+		defer t.Stop()
+		lifetime = t.C
+	}
+	if p.Heartbeat > 0 {
+		heartbeatTimer = time.NewTimer(p.Heartbeat)
+		defer heartbeatTimer.Stop()
+		heartbeat = heartbeatTimer.C
+	}
+	write := func(b []byte) error {
+		if p.WriteTimeout > 0 {
+			_ = s.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
+		}
+		if _, err := s.Write(b); err != nil {
+			return err
+		}
+		if err := s.Flush(); err != nil {
+			return err
+		}
+		if heartbeatTimer != nil {
+			heartbeatTimer.Reset(p.Heartbeat)
+		}
+		return nil
+	}
+	fail := func(err error) string {
+		reason := ReasonWriteError
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			reason = ReasonWriteTimeout
+		}
+		if ctx.Err() != nil {
+			reason = ReasonClientGone
+		}
+		c.Close(reason)
+		if reason != ReasonClientGone {
+			c.broker.countEviction(c, reason)
+		}
+		return reason
+	}
+
+	var buf []byte
+	for {
+		select {
+		case <-ctx.Done():
+			c.Close(ReasonClientGone)
+			return ReasonClientGone
+		case <-c.done:
+			return c.closeReason()
+		case <-idle:
+			c.Close(ReasonIdleTimeout)
+			return ReasonIdleTimeout
+		case <-lifetime:
+			c.Close(ReasonMaxLifetime)
+			return ReasonMaxLifetime
+		case <-heartbeat:
+			if err := write(heartbeatFrame); err != nil {
+				return fail(err)
+			}
+		case <-c.wake:
+			c.mu.Lock()
+			buf, c.queue = c.queue, buf[:0]
+			frames := c.frames
+			c.frames = 0
+			c.mu.Unlock()
+			if len(buf) == 0 {
+				continue
+			}
+			if err := write(buf); err != nil {
+				return fail(err)
+			}
+			c.delivered.Add(frames)
+			c.bytesOut.Add(uint64(len(buf)))
+			c.broker.stats.messagesOut.Add(frames)
+			c.broker.stats.bytesOut.Add(uint64(len(buf)))
+			if idleTimer != nil {
+				idleTimer.Reset(p.IdleTimeout)
+			}
+			if cap(buf) > maxRetainedBuffer {
+				buf = nil // a burst must not pin memory for the life of the stream
+			}
+		}
+	}
+}
+
+var heartbeatFrame = []byte(":\n\n")
+
+// maxRetainedBuffer is the largest write buffer a client keeps between bursts.
+const maxRetainedBuffer = 64 << 10
+
+type timeoutError interface{ Timeout() bool }
+
+func isTimeout(err error) bool {
+	var te timeoutError
+	return errors.As(err, &te) && te.Timeout()
+}

@@ -1,0 +1,290 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"unicode"
+)
+
+// Actions of record events, as PocketBase names them.
+const (
+	ActionCreate = "create"
+	ActionUpdate = "update"
+	ActionDelete = "delete"
+)
+
+// Event is one record change posted by the site's backend.
+type Event struct {
+	// ID is an optional idempotency key: a second event with the same ID is dropped.
+	ID           string
+	Action       string
+	Collection   string
+	CollectionID string
+	RecordID     string
+	// Record is the decoded record (numbers as json.Number), read by rules.
+	// It holds collectionName (and collectionId when known). Do not mutate it.
+	Record map[string]any
+
+	recordJSON []byte // the record encoded once, keys sorted like PocketBase's export
+
+	payloadsMu sync.Mutex
+	payloads   map[string][]byte // {"record":...,"action":...} per fields option
+}
+
+// wireEvent is the JSON shape accepted by the admin API.
+type wireEvent struct {
+	ID         *string         `json:"id"`
+	Action     *string         `json:"action"`
+	Collection *string         `json:"collection"`
+	Record     json.RawMessage `json:"record"`
+}
+
+// DecodeEvents parses the admin API body: one event object or an array of them.
+// Validation is all-or-nothing: the first bad event fails the whole batch with
+// an error naming its index ("event 3: record.id is required").
+func DecodeEvents(body []byte) ([]*Event, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errors.New("empty body: expected an event object or an array of events")
+	}
+	var raws []json.RawMessage
+	single := body[0] == '{'
+	if single {
+		raws = []json.RawMessage{body}
+	} else if body[0] == '[' {
+		if err := json.Unmarshal(body, &raws); err != nil {
+			return nil, fmt.Errorf("malformed JSON: %s", jsonErrorText(err))
+		}
+		if len(raws) == 0 {
+			return nil, errors.New("empty array: expected at least one event")
+		}
+	} else {
+		return nil, errors.New("malformed JSON: expected an event object or an array of events")
+	}
+	events := make([]*Event, 0, len(raws))
+	for i, raw := range raws {
+		ev, err := DecodeEvent(raw)
+		if err != nil {
+			if single {
+				return nil, err
+			}
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		events = append(events, ev)
+	}
+	return events, nil
+}
+
+// DecodeEvent parses and validates one event object.
+func DecodeEvent(raw []byte) (*Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var w wireEvent
+	if err := dec.Decode(&w); err != nil {
+		return nil, fmt.Errorf("malformed event: %s", jsonErrorText(err))
+	}
+	if dec.More() {
+		return nil, errors.New("malformed event: trailing data after the event object")
+	}
+	ev := &Event{}
+	if w.ID != nil {
+		if *w.ID == "" || len(*w.ID) > 255 {
+			return nil, errors.New("id must be 1 to 255 bytes when given")
+		}
+		ev.ID = *w.ID
+	}
+	if w.Action == nil {
+		return nil, errors.New("action is required (create, update or delete)")
+	}
+	switch *w.Action {
+	case ActionCreate, ActionUpdate, ActionDelete:
+		ev.Action = *w.Action
+	default:
+		return nil, fmt.Errorf("unknown action %q: expected create, update or delete", *w.Action)
+	}
+	if len(w.Record) == 0 || string(w.Record) == "null" {
+		return nil, errors.New("record is required")
+	}
+	rdec := json.NewDecoder(bytes.NewReader(w.Record))
+	rdec.UseNumber()
+	var record map[string]any
+	if err := rdec.Decode(&record); err != nil {
+		return nil, fmt.Errorf("record must be a JSON object: %s", jsonErrorText(err))
+	}
+	if record == nil {
+		return nil, errors.New("record must be a JSON object")
+	}
+	id, err := requiredName(record, "id", "record.id")
+	if err != nil {
+		return nil, err
+	}
+	ev.RecordID = id
+
+	name, _ := record["collectionName"].(string)
+	if v, ok := record["collectionName"]; ok {
+		if _, isString := v.(string); !isString {
+			return nil, errors.New("record.collectionName must be a string")
+		}
+	}
+	if w.Collection != nil {
+		if name != "" && name != *w.Collection {
+			return nil, fmt.Errorf("collection %q does not match record.collectionName %q", *w.Collection, name)
+		}
+		name = *w.Collection
+	}
+	if name == "" {
+		return nil, errors.New("record.collectionName (or a top-level collection) is required")
+	}
+	if err := checkName("collection", name); err != nil {
+		return nil, err
+	}
+	ev.Collection = name
+	record["collectionName"] = name
+	if v, ok := record["collectionId"]; ok && v != nil {
+		cid, isString := v.(string)
+		if !isString {
+			return nil, errors.New("record.collectionId must be a string")
+		}
+		if cid != "" {
+			if err := checkName("record.collectionId", cid); err != nil {
+				return nil, err
+			}
+			ev.CollectionID = cid
+		}
+	}
+	ev.Record = record
+	// encoding/json sorts map keys: the record is exported like PocketBase's, once.
+	ev.recordJSON, err = json.Marshal(record)
+	if err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	return ev, nil
+}
+
+func requiredName(record map[string]any, key, label string) (string, error) {
+	v, ok := record[key]
+	if !ok || v == nil {
+		return "", fmt.Errorf("%s is required", label)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("%s must be a string", label)
+	}
+	if s == "" {
+		return "", fmt.Errorf("%s is required", label)
+	}
+	return s, checkName(label, s)
+}
+
+// checkName refuses characters that would make topics ambiguous or break SSE framing.
+func checkName(label, s string) error {
+	if len(s) > 255 {
+		return fmt.Errorf("%s is longer than 255 bytes", label)
+	}
+	if strings.ContainsAny(s, "/?*") {
+		return fmt.Errorf("%s %q must not contain '/', '?' or '*'", label, s)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%s %q must not contain spaces or control characters", label, s)
+		}
+	}
+	return nil
+}
+
+func jsonErrorText(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Sprintf("%s at byte %d", syn.Error(), syn.Offset)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		if typ.Field != "" {
+			return fmt.Sprintf("%s must be %s, not %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		}
+		return fmt.Sprintf("expected %s, not %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "map", "struct":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "ptr":
+		return "a string"
+	}
+	return goKind
+}
+
+// RecordJSON is the record as sent to subscribers without a fields option.
+func (ev *Event) RecordJSON() []byte { return ev.recordJSON }
+
+// payload returns {"record":...,"action":"..."} for the given fields option,
+// encoding it once per event and distinct fields value (record first, as PocketBase).
+func (ev *Event) payload(fields string, pick FieldPicker) []byte {
+	ev.payloadsMu.Lock()
+	defer ev.payloadsMu.Unlock()
+	if p, ok := ev.payloads[fields]; ok {
+		return p
+	}
+	record := ev.recordJSON
+	if fields != "" && pick != nil {
+		if b, err := json.Marshal(pick(ev.Record, fields)); err == nil {
+			record = b
+		}
+	}
+	p := make([]byte, 0, len(record)+len(ev.Action)+24)
+	p = append(p, `{"record":`...)
+	p = append(p, record...)
+	p = append(p, `,"action":"`...)
+	p = append(p, ev.Action...)
+	p = append(p, `"}`...)
+	if ev.payloads == nil {
+		ev.payloads = make(map[string][]byte, 1)
+	}
+	ev.payloads[fields] = p
+	return p
+}
+
+// FieldPicker applies a PocketBase "fields" option to a record.
+type FieldPicker func(record map[string]any, fields string) map[string]any
+
+// Message is a custom message for a topic (admin POST /realtime/messages).
+type Message struct {
+	Name string
+	Data json.RawMessage
+	// Clients, when set, limits delivery to these client ids.
+	Clients []string
+}
+
+// ValidateMessage checks a custom message and compacts its data onto one line.
+func (m *Message) Validate() error {
+	if m.Name == "" {
+		return errors.New("name is required")
+	}
+	if len(m.Name) > 2500 {
+		return errors.New("name is longer than 2500 bytes")
+	}
+	if err := ValidateTopic(m.Name, true); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if len(m.Data) == 0 {
+		m.Data = json.RawMessage("null")
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, m.Data); err != nil {
+		return fmt.Errorf("data is not valid JSON: %s", jsonErrorText(err))
+	}
+	m.Data = buf.Bytes()
+	return nil
+}
