@@ -1,5 +1,7 @@
 package broker
 
+import "errors"
+
 // Auth is the identity a client proved with its last subscription POST.
 type Auth struct {
 	ID         string
@@ -36,4 +38,22 @@ type Access interface {
 	Filter(auth *Auth, ev *Event, opts *Options) bool
 	// PickFields applies a subscription's options.query.fields; nil means no picking.
 	PickFields() FieldPicker
+}
+
+// ErrAuthMismatch refuses a subscription POST that would switch user or downgrade.
+var ErrAuthMismatch = errors.New("the current and the previous request authorization don't match")
+
+// ReplaceAuth sets the client's auth as PocketBase's subscription POST does:
+// guest to guest, guest to auth (an upgrade) and auth to the same auth (fresh
+// record) are allowed; switching to another user or back to guest is refused.
+func (c *Client) ReplaceAuth(a *Auth) error {
+	for {
+		old := c.auth.Load()
+		if old != nil && !SameIdentity(old, a) {
+			return ErrAuthMismatch
+		}
+		if c.auth.CompareAndSwap(old, a) {
+			return nil
+		}
+	}
 }

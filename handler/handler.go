@@ -1,0 +1,107 @@
+// Package handler serves PocketBase's realtime endpoint over net/http: GET opens
+// the SSE stream, POST replaces a client's subscriptions. Responses, limits and
+// error bodies match PocketBase's byte for byte (see shared/spec).
+package handler
+
+import (
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-realtime/realtime/broker"
+)
+
+// Handler serves one realtime endpoint backed by Broker.
+type Handler struct {
+	Broker *broker.Broker
+	// ClientIP returns the request's client address (Caddy's, so trusted proxies
+	// work); nil uses the host of RemoteAddr.
+	ClientIP func(*http.Request) string
+	// Authenticate turns a subscription POST's credentials into an auth record
+	// (nil = guest). An error means the lookup could not be made: 503, never a silent guest.
+	Authenticate func(*http.Request) (*broker.Auth, error)
+	// CORSOrigins narrows Access-Control-Allow-Origin; empty or "*" allows any origin.
+	CORSOrigins []string
+	// Compress lets an outer encoder compress streams (drops no-transform).
+	Compress bool
+	Logger   *zap.Logger
+}
+
+// MaxBodyBytes is PocketBase's default request body limit.
+const MaxBodyBytes = 32 << 20
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cors(w, r) {
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		h.serveStream(w, r)
+	case http.MethodPost:
+		h.serveSubscribe(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, "Method Not Allowed", nil)
+	}
+}
+
+func (h *Handler) clientIP(r *http.Request) string {
+	if h.ClientIP != nil {
+		if ip := h.ClientIP(r); ip != "" {
+			return ip
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (h *Handler) logger() *zap.Logger {
+	if h.Logger == nil {
+		return zap.NewNop()
+	}
+	return h.Logger
+}
+
+// serveStream holds the SSE stream: PB_CONNECT first, then every queued frame.
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// The server's write timeout would cut a long stream; the broker sets a
+	// deadline per write instead (as PocketBase clears it).
+	_ = rc.SetWriteDeadline(time.Time{})
+
+	c, err := h.Broker.Connect(h.clientIP(r))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error(), nil)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	if h.Compress {
+		hdr.Set("Cache-Control", "no-store")
+	} else {
+		hdr.Set("Cache-Control", "no-store, no-transform")
+	}
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	reason := c.Serve(r.Context(), stream{w: w, rc: rc})
+	h.Broker.Disconnect(c, reason)
+	if ce := h.logger().Check(zap.DebugLevel, "realtime stream ended"); ce != nil {
+		ce.Write(zap.String("client", c.ID()), zap.String("reason", reason))
+	}
+}
+
+// stream adapts an http.ResponseWriter to broker.Stream.
+type stream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s stream) Write(p []byte) (int, error)        { return s.w.Write(p) }
+func (s stream) Flush() error                       { return s.rc.Flush() }
+func (s stream) SetWriteDeadline(t time.Time) error { return s.rc.SetWriteDeadline(t) }
