@@ -1,1 +1,205 @@
+// Package realtime is the Caddy glue of caddy-realtime: the http.handlers.realtime
+// handler, the admin.api.realtime admin routes, and the pool of brokers that
+// keeps streams and subscriptions alive across config reloads.
+//
+// Only this package imports Caddy; broker, handler, admin and rules are plain Go.
 package realtime
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-realtime/realtime/broker"
+	"github.com/caddy-realtime/realtime/handler"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves PocketBase's realtime endpoint: GET opens a Server-Sent-Events
+// stream, POST sets the client's subscriptions. Events are posted to the admin API.
+type Handler struct {
+	// Broker names the hub this endpoint joins; the admin API selects it with
+	// ?broker=. Endpoints with the same name share clients and events. Default: "default".
+	Broker string `json:"broker,omitempty"`
+
+	// IdleTimeout closes a stream that has delivered no message for this long
+	// (heartbeats do not count). 0 turns it off. Default: 5m.
+	IdleTimeout *caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// MaxLifetime closes every stream after this long. Default: 0 (off).
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+
+	// Heartbeat sends an SSE comment line after this much silence. 0 turns it off. Default: 15s.
+	Heartbeat *caddy.Duration `json:"heartbeat,omitempty"`
+
+	// WriteTimeout is the deadline for one write to a client; a client that
+	// misses it is evicted. Default: 10s.
+	WriteTimeout *caddy.Duration `json:"write_timeout,omitempty"`
+
+	// MaxClients caps open streams; over it, GET answers 503. Default: 0 (unlimited).
+	MaxClients int `json:"max_clients,omitempty"`
+
+	// MaxSubscriptions caps topics per client. Default: 1000 (PocketBase).
+	MaxSubscriptions int `json:"max_subscriptions,omitempty"`
+
+	// MaxTopicLength caps one topic, in bytes. Default: 2500 (PocketBase).
+	MaxTopicLength int `json:"max_topic_length,omitempty"`
+
+	// ClientQueue is how many bytes may wait for one client before it is
+	// evicted. Default: 1048576 (1 MiB).
+	ClientQueue int `json:"client_queue,omitempty"`
+
+	// Wildcard allows the "*" topic (every collection's events). Default: true.
+	Wildcard *bool `json:"wildcard,omitempty"`
+
+	// Compress lets Caddy's encode handler compress streams (a compressor per
+	// stream). Default: false (streams are sent with Cache-Control: no-transform).
+	Compress bool `json:"compress,omitempty"`
+
+	// CORSOrigins narrows Access-Control-Allow-Origin. Default: any origin ("*"), as PocketBase.
+	CORSOrigins []string `json:"cors_origins,omitempty"`
+
+	broker  *broker.Broker
+	handler *handler.Handler
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.realtime",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision joins (or creates) the named broker and swaps in this config's policy.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Broker == "" {
+		h.Broker = DefaultBroker
+	}
+	policy := h.policy()
+	b, err := acquireBroker(h.Broker)
+	if err != nil {
+		return err
+	}
+	h.broker = b
+	b.SetPolicy(policy)
+	h.handler = &handler.Handler{
+		Broker:      b,
+		ClientIP:    caddyClientIP,
+		CORSOrigins: h.CORSOrigins,
+		Compress:    h.Compress,
+		Logger:      h.logger,
+	}
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
+	return watchProcessExit(ctx)
+}
+
+func (h *Handler) policy() *broker.Policy {
+	p := broker.DefaultPolicy()
+	if h.IdleTimeout != nil {
+		p.IdleTimeout = time.Duration(*h.IdleTimeout)
+	}
+	p.MaxLifetime = time.Duration(h.MaxLifetime)
+	if h.Heartbeat != nil {
+		p.Heartbeat = time.Duration(*h.Heartbeat)
+	}
+	if h.WriteTimeout != nil {
+		p.WriteTimeout = time.Duration(*h.WriteTimeout)
+	}
+	p.MaxClients = h.MaxClients
+	if h.MaxSubscriptions > 0 {
+		p.MaxSubscriptions = h.MaxSubscriptions
+	}
+	if h.MaxTopicLength > 0 {
+		p.MaxTopicLength = h.MaxTopicLength
+	}
+	if h.ClientQueue > 0 {
+		p.ClientQueue = h.ClientQueue
+	}
+	if h.Wildcard != nil {
+		p.Wildcard = *h.Wildcard
+	}
+	p.Logger = h.logger
+	return p
+}
+
+// Validate checks values Provision cannot fix up.
+func (h *Handler) Validate() error {
+	for name, d := range map[string]*caddy.Duration{"idle_timeout": h.IdleTimeout, "heartbeat": h.Heartbeat, "write_timeout": h.WriteTimeout} {
+		if d != nil && *d < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	if h.MaxLifetime < 0 {
+		return fmt.Errorf("max_lifetime must not be negative")
+	}
+	for name, n := range map[string]int{"max_clients": h.MaxClients, "max_subscriptions": h.MaxSubscriptions, "max_topic_length": h.MaxTopicLength, "client_queue": h.ClientQueue} {
+		if n < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	return nil
+}
+
+// Cleanup drops this config's reference to the broker; the broker (and its
+// streams) lives on while a newer config still uses it.
+func (h *Handler) Cleanup() error {
+	if h.broker == nil {
+		return nil
+	}
+	_, err := brokers.Delete(h.Broker)
+	return err
+}
+
+// ServeHTTP serves the realtime endpoint; it never calls next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	h.handler.ServeHTTP(w, r)
+	return nil
+}
+
+// caddyClientIP is Caddy's idea of the client address, which honours trusted_proxies.
+func caddyClientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+// watchProcessExit closes every stream when Caddy is exiting: an open SSE
+// stream would otherwise make `caddy stop` wait out an endless grace period.
+// A reload also emits "stopping", but then streams must stay open.
+func watchProcessExit(ctx caddy.Context) error {
+	app, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("loading events app: %w", err)
+	}
+	return app.(*caddyevents.App).On("stopping", exitHandler{})
+}
+
+type exitHandler struct{}
+
+func (exitHandler) Handle(context.Context, caddy.Event) error {
+	if caddy.Exiting() {
+		closeAllStreams()
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"unicode"
@@ -87,7 +88,8 @@ func DecodeEvent(raw []byte) (*Event, error) {
 	if err := dec.Decode(&w); err != nil {
 		return nil, fmt.Errorf("malformed event: %s", jsonErrorText(err))
 	}
-	if dec.More() {
+	// More() reports false for a stray '}' or ']', so read one more token instead.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("malformed event: trailing data after the event object")
 	}
 	ev := &Event{}

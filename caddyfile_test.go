@@ -1,0 +1,138 @@
+package realtime
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// adaptHandler adapts a site whose only route is a realtime directive and
+// returns that handler's JSON.
+func adaptHandler(t *testing.T, directive string) (map[string]any, error) {
+	t.Helper()
+	cf := ":8090 {\n" + directive + "\n}\n"
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil {
+		return nil, err
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Match  []map[string]any `json:"match"`
+						Handle []map[string]any `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		for _, route := range srv.Routes {
+			for _, h := range route.Handle {
+				if h["handler"] == "realtime" {
+					h["_match"] = route.Match
+					return h, nil
+				}
+			}
+		}
+	}
+	t.Fatalf("no realtime handler in %s", out)
+	return nil, nil
+}
+
+func TestCaddyfileEveryOption(t *testing.T) {
+	h, err := adaptHandler(t, `realtime /api/realtime {
+		broker            chat
+		idle_timeout      2m
+		max_lifetime      30m
+		heartbeat         0
+		write_timeout     3s
+		max_clients       500
+		max_subscriptions 20
+		max_topic_length  300
+		client_queue      256KiB
+		wildcard          off
+		compress          on
+		cors_origins      https://a.example https://b.example
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"broker":            "chat",
+		"idle_timeout":      float64(120e9),
+		"max_lifetime":      float64(1800e9),
+		"heartbeat":         float64(0),
+		"write_timeout":     float64(3e9),
+		"max_clients":       float64(500),
+		"max_subscriptions": float64(20),
+		"max_topic_length":  float64(300),
+		"client_queue":      float64(256 << 10),
+		"wildcard":          false,
+		"compress":          true,
+		"cors_origins":      []any{"https://a.example", "https://b.example"},
+	}
+	for k, v := range want {
+		got, _ := json.Marshal(h[k])
+		exp, _ := json.Marshal(v)
+		if string(got) != string(exp) {
+			t.Errorf("%s = %s, want %s", k, got, exp)
+		}
+	}
+	match, _ := json.Marshal(h["_match"])
+	if string(match) != `[{"path":["/api/realtime"]}]` {
+		t.Errorf("matcher = %s", match)
+	}
+}
+
+func TestCaddyfileDefaultsAreOmitted(t *testing.T) {
+	h, err := adaptHandler(t, `realtime /api/realtime`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 2 { // handler and _match, nothing else
+		t.Errorf("bare directive produced options: %v", h)
+	}
+}
+
+func TestCaddyfileOrderedBeforeReverseProxy(t *testing.T) {
+	cf := ":8090 {\n\treverse_proxy 127.0.0.1:9\n\trealtime /api/realtime\n}\n"
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	if i, j := strings.Index(s, `"handler":"realtime"`), strings.Index(s, `"handler":"reverse_proxy"`); i < 0 || j < 0 || i > j {
+		t.Errorf("realtime is not ordered before reverse_proxy:\n%s", s)
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"unknown subdirective", "realtime {\n\tfrobnicate 3\n}", `unrecognized realtime subdirective "frobnicate"`},
+		{"bad duration", "realtime {\n\tidle_timeout soon\n}", `idle_timeout: invalid duration "soon"`},
+		{"negative duration", "realtime {\n\theartbeat -1s\n}", `heartbeat: duration "-1s" must not be negative`},
+		{"missing value", "realtime {\n\tbroker\n}", `broker: expected one value`},
+		{"extra value", "realtime {\n\tmax_clients 1 2\n}", `max_clients: expected one value, got extra "2"`},
+		{"bad number", "realtime {\n\tmax_subscriptions many\n}", `max_subscriptions: invalid number "many"`},
+		{"negative number", "realtime {\n\tmax_clients -4\n}", `max_clients: invalid number "-4"`},
+		{"bad size", "realtime {\n\tclient_queue lots\n}", `client_queue: invalid size "lots"`},
+		{"bad switch", "realtime {\n\twildcard yes\n}", `wildcard: expected on or off, got "yes"`},
+		{"no origins", "realtime {\n\tcors_origins\n}", `cors_origins: expected at least one origin`},
+		{"path argument after matcher", "realtime /a /b", `wrong argument count`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := adaptHandler(t, tc.body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

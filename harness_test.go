@@ -1,0 +1,291 @@
+package realtime
+
+import (
+	"bufio"
+	"flag"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// caddyBin is our Caddy (cmd/caddy) built once for the tests that run it as a
+// real process: reloads and `caddy stop` need a process of their own.
+var caddyBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "realtime-caddy-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		if !testing.Short() {
+			caddyBin = filepath.Join(dir, "caddy")
+			build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+			build.Stdout, build.Stderr = os.Stderr, os.Stderr
+			if err := build.Run(); err != nil {
+				fmt.Fprintln(os.Stderr, "building cmd/caddy:", err)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// caddyProc is one running Caddy with its admin and HTTP ports.
+type caddyProc struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	dir   string
+	admin string // host:port
+	port  int    // the site's port
+	logs  *syncBuffer
+	done  chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startCaddy runs Caddy with a Caddyfile whose {ADMIN} and {PORT} are replaced
+// by free ports, and waits until the admin API answers.
+func startCaddy(t *testing.T, caddyfile string) *caddyProc {
+	t.Helper()
+	if caddyBin == "" {
+		t.Skip("needs the Caddy binary (not built with -short)")
+	}
+	p := &caddyProc{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
+	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p.port = freePort(t)
+	path := filepath.Join(p.dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(p.expand(caddyfile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "HOME="+p.dir)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("caddy output:\n%s", p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.admin + "/realtime/stats")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("caddy exited during start-up:\n%s", p.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy did not become ready: %v\n%s", err, p.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *caddyProc) expand(caddyfile string) string {
+	return strings.NewReplacer("{ADMIN}", p.admin, "{PORT}", fmt.Sprint(p.port)).Replace(caddyfile)
+}
+
+func (p *caddyProc) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path) }
+
+// load replaces the running config through the admin API (a reload).
+func (p *caddyProc) load(caddyfile string) {
+	p.t.Helper()
+	resp := p.adminDo(http.MethodPost, "/load", "text/caddyfile", p.expand(caddyfile))
+	if resp.status != http.StatusOK {
+		p.t.Fatalf("reload: %d %s", resp.status, resp.body)
+	}
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, method, url, contentType, body string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (p *caddyProc) adminDo(method, path, contentType, body string) reply {
+	return do(p.t, method, "http://"+p.admin+path, contentType, body)
+}
+
+// publish posts events through the admin API and checks the published count.
+func (p *caddyProc) publish(body string, want int) {
+	p.t.Helper()
+	r := p.adminDo(http.MethodPost, "/realtime/events", "application/json", body)
+	if r.status != http.StatusOK || r.body != fmt.Sprintf(`{"published":%d}`, want) && strings.TrimSpace(r.body) != fmt.Sprintf(`{"published":%d}`, want) {
+		p.t.Fatalf("publish: %d %s", r.status, r.body)
+	}
+}
+
+// subscribe sets a client's topics with a POST to the realtime endpoint.
+func (p *caddyProc) subscribe(client *http.Client, base, clientID string, topics ...string) reply {
+	p.t.Helper()
+	body, _ := json.Marshal(map[string]any{"clientId": clientID, "subscriptions": topics})
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/realtime", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+// sseStream reads raw SSE frames from an open stream.
+type sseStream struct {
+	resp   *http.Response
+	frames chan string
+	err    chan error
+	cancel context.CancelFunc
+}
+
+func openStream(t *testing.T, client *http.Client, url string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	s := &sseStream{resp: resp, frames: make(chan string, 4096), err: make(chan error, 1), cancel: cancel}
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		var frame strings.Builder
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				s.err <- err
+				close(s.frames)
+				return
+			}
+			frame.WriteString(line)
+			if line == "\n" {
+				s.frames <- frame.String()
+				frame.Reset()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	return s
+}
+
+// next returns the next frame that is not a heartbeat comment.
+func (s *sseStream) next(t *testing.T) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case f, ok := <-s.frames:
+			if !ok {
+				t.Fatalf("stream ended: %v", <-s.err)
+			}
+			if strings.HasPrefix(f, ":") {
+				continue
+			}
+			return f
+		case <-timeout:
+			t.Fatal("no frame within 10s")
+		}
+	}
+}
+
+// connect reads PB_CONNECT and returns the client id.
+func (s *sseStream) connect(t *testing.T) string {
+	t.Helper()
+	f := s.next(t)
+	var id string
+	if _, err := fmt.Sscanf(f, "id:%s\n", &id); err != nil || len(id) != 40 {
+		t.Fatalf("bad PB_CONNECT frame %q", f)
+	}
+	want := "id:" + id + "\nevent:PB_CONNECT\ndata:{\"clientId\":\"" + id + "\"}\n\n"
+	if f != want {
+		t.Fatalf("PB_CONNECT frame\n got %q\nwant %q", f, want)
+	}
+	return id
+}
+
+// ended waits for the stream to end and returns the read error (io.EOF when clean).
+func (s *sseStream) ended(t *testing.T, within time.Duration) error {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		select {
+		case _, ok := <-s.frames:
+			if !ok {
+				return <-s.err
+			}
+		case <-timeout:
+			t.Fatalf("stream still open after %v", within)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package realtime
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-realtime/realtime/broker"
+)
+
+// collector reads every broker's counters at scrape time. It is created once;
+// ctx.GetMetricsRegistry() is new on every config load, so Provision registers
+// it again each time. Labels are the broker name and eviction reason only:
+// never client ids or topics.
+var collector = newBrokerCollector()
+
+func registerMetrics(ctx caddy.Context) error {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return nil
+	}
+	if err := reg.Register(collector); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if !errors.As(err, &already) {
+			return err
+		}
+	}
+	return nil
+}
+
+type brokerCollector struct {
+	clients, subscriptions, connects, eventsIn, messagesIn, messagesOut, bytesOut, evictions, fanout *prometheus.Desc
+}
+
+func newBrokerCollector() *brokerCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("caddy_realtime_"+name, help, append([]string{"broker"}, labels...), nil)
+	}
+	return &brokerCollector{
+		clients:       d("clients", "Connected realtime clients."),
+		subscriptions: d("subscriptions", "Active topic subscriptions."),
+		connects:      d("connects_total", "Streams opened."),
+		eventsIn:      d("events_total", "Record events published through the admin API."),
+		messagesIn:    d("custom_messages_total", "Custom messages posted through the admin API."),
+		messagesOut:   d("messages_sent_total", "Messages written to client streams."),
+		bytesOut:      d("sent_bytes_total", "Bytes written to client streams."),
+		evictions:     d("evictions_total", "Clients evicted by the server.", "reason"),
+		fanout:        d("fanout_duration_seconds", "Time to queue one event for every matching client."),
+	}
+}
+
+func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.fanout} {
+		ch <- d
+	}
+}
+
+func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range allBrokers() {
+		c.collect(ch, b.Stats())
+	}
+}
+
+func (c *brokerCollector) collect(ch chan<- prometheus.Metric, s broker.Stats) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{s.Broker}, labels...)...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{s.Broker}, labels...)...)
+	}
+	gauge(c.clients, float64(s.Clients))
+	gauge(c.subscriptions, float64(s.Subscriptions))
+	counter(c.connects, s.Connects)
+	counter(c.eventsIn, s.EventsIn)
+	counter(c.messagesIn, s.MessagesIn)
+	counter(c.messagesOut, s.MessagesOut)
+	counter(c.bytesOut, s.BytesOut)
+	for reason, n := range s.Evictions {
+		counter(c.evictions, n, reason)
+	}
+	ch <- prometheus.MustNewConstHistogram(c.fanout, s.Fanout.Count, s.Fanout.SumSeconds, s.Fanout.Buckets, s.Broker)
+}
