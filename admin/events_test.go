@@ -48,7 +48,7 @@ func TestPostEventsErrors(t *testing.T) {
 		{"string", "", `"create"`, 400, "malformed JSON: expected an event object or an array of events"},
 		{"truncated object", "", `{"action":"create","record":{"id":`, 400, "malformed event: unexpected EOF"},
 		{"truncated array", "", `[` + ok, 400, "malformed JSON: unexpected end of JSON input at byte 66"},
-		{"trailing brace", "", ok + `}`, 400, "malformed JSON: invalid character '}' after top-level value at byte 66"},
+		{"trailing brace", "", ok + `}`, 400, "malformed event: trailing data after the event object"},
 		{"two objects", "", ok + ok, 400, "malformed event: trailing data after the event object"},
 		{"raw NUL byte in a string", "", `{"action":"create","record":{"id":"a` + "\x00" + `b","collectionName":"posts"}}`, 400,
 			"malformed event: invalid character '\\x00' in string literal at byte 37"},
