@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test of caddy-realtime on a fresh machine: Go unit and Caddy tests
+# with -race, short fuzz runs, the PocketBase JS SDK suite against our Caddy and
+# against a real PocketBase, and the Chromium tests of the demo page.
+# It installs what they need (npm packages, Debian's chromium, PocketBase built
+# from the Go module proxy). Set SKIP_E2E=1 or SKIP_BROWSER=1 to leave parts out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './e2e/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted"
+	exit 1
+fi
+go vet ./...
+
+step "go test -race (unit, Caddy in a real process, Caddyfile adapt)"
+go test -race -count=1 -timeout 15m ./...
+
+step "fuzzing (10s per target)"
+for target in $(grep -l '^func Fuzz' $(git ls-files '*_test.go' 2>/dev/null || find . -name '*_test.go')); do
+	pkg="./$(dirname "$target")"
+	for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$target" | cut -d' ' -f2); do
+		echo "-- $fn ($pkg)"
+		go test -run='^$' -fuzz="^${fn}\$" -fuzztime=10s "$pkg" >/dev/null
+	done
+done
+
+step "benchmarks compile and run once"
+go test -run='^$' -bench=. -benchtime=1x ./rules/ ./broker/ >/dev/null
+
+if [ "${SKIP_E2E:-}" != 1 ]; then
+	step "PocketBase JS SDK suite: our Caddy and a real PocketBase"
+	e2e/run.sh all
+fi
+
+if [ "${SKIP_BROWSER:-}" != 1 ]; then
+	step "Chromium tests of the demo page"
+	e2e/browser/run.sh
+fi
+
+step "all tests passed"
