@@ -38,6 +38,30 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		wildcard          on|off
 //		compress          on|off
 //		cors_origins      <origin...>
+//		auth {
+//			url         <url>
+//			method      GET|POST
+//			timeout     <duration>
+//			headers     <name...>
+//			record_path <path>
+//			cache_ttl   <duration>
+//			negative_ttl <duration>
+//			cache_size  <n>
+//			jwt {
+//				secret     <secret>
+//				public_key <pem file>
+//				jwks_url   <url>
+//				algorithms <alg...>
+//				issuer     <iss>
+//				audience   <aud>
+//			}
+//		}
+//		superusers "<rule>"
+//		collection <name> {
+//			list_rule "<rule>"
+//			view_rule "<rule>"
+//		}
+//		topic <pattern> "<rule>"
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name; the matcher was consumed by the helper
@@ -81,6 +105,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(h.CORSOrigins) == 0 {
 				err = d.Errf("cors_origins: expected at least one origin, e.g. https://example.com or *")
 			}
+		case "auth":
+			h.Auth = new(AuthConfig)
+			err = h.Auth.unmarshal(d)
+		case "superusers":
+			var rule string
+			if rule, err = oneArg(d); err == nil {
+				h.Superusers = &rule
+			}
+		case "collection":
+			err = h.unmarshalCollection(d)
+		case "topic":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf(`topic: expected a pattern and a rule, e.g. topic admin_* "@request.auth.isAdmin = true"`)
+			}
+			h.Topics = append(h.Topics, TopicConfig{Pattern: args[0], Rule: args[1]})
 		default:
 			return d.Errf("unrecognized realtime subdirective %q", sub)
 		}
@@ -89,6 +129,116 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+func (h *Handler) unmarshalCollection(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Errf("collection: expected a collection name, e.g. collection posts { list_rule \"\" }")
+	}
+	name := d.Val()
+	if d.NextArg() {
+		return d.Errf("collection %s: unexpected argument %q; rules go in a block", name, d.Val())
+	}
+	if h.Collections == nil {
+		h.Collections = map[string]*CollectionConfig{}
+	}
+	if _, dup := h.Collections[name]; dup {
+		return d.Errf("collection %s: configured twice", name)
+	}
+	c := &CollectionConfig{}
+	h.Collections[name] = c
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		rule, err := oneArg(d)
+		if err != nil {
+			return err
+		}
+		switch sub {
+		case "list_rule":
+			c.ListRule = &rule
+		case "view_rule":
+			c.ViewRule = &rule
+		default:
+			return d.Errf("collection %s: unrecognized subdirective %q (expected list_rule or view_rule)", name, sub)
+		}
+	}
+	return nil
+}
+
+func (a *AuthConfig) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.Errf("auth: unexpected argument %q; options go in a block", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		var err error
+		switch sub {
+		case "url":
+			a.URL, err = oneArg(d)
+		case "method":
+			a.Method, err = oneArg(d)
+		case "timeout":
+			a.Timeout, err = plainDuration(d)
+		case "headers":
+			if a.Headers = d.RemainingArgs(); len(a.Headers) == 0 {
+				err = d.Errf("headers: expected at least one header name, e.g. Authorization or Cookie")
+			}
+		case "record_path":
+			a.RecordPath, err = oneArg(d)
+		case "cache_ttl":
+			a.CacheTTL, err = plainDuration(d)
+		case "negative_ttl":
+			a.NegativeTTL, err = plainDuration(d)
+		case "cache_size":
+			a.CacheSize, err = intArg(d)
+		case "jwt":
+			a.JWT = new(JWTConfig)
+			err = a.JWT.unmarshal(d)
+		default:
+			return d.Errf("auth: unrecognized subdirective %q", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (j *JWTConfig) unmarshal(d *caddyfile.Dispenser) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		var err error
+		switch sub {
+		case "secret":
+			j.Secret, err = oneArg(d)
+		case "public_key":
+			j.PublicKeyFile, err = oneArg(d)
+		case "jwks_url":
+			j.JWKSURL, err = oneArg(d)
+		case "algorithms":
+			if j.Algorithms = d.RemainingArgs(); len(j.Algorithms) == 0 {
+				err = d.Errf("algorithms: expected at least one, e.g. HS256 or RS256")
+			}
+		case "issuer":
+			j.Issuer, err = oneArg(d)
+		case "audience":
+			j.Audience, err = oneArg(d)
+		default:
+			return d.Errf("auth jwt: unrecognized subdirective %q", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func plainDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	v, err := durationArg(d)
+	if err != nil {
+		return 0, err
+	}
+	return *v, nil
 }
 
 func oneArg(d *caddyfile.Dispenser) (string, error) {

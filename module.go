@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-realtime/realtime/auth"
 	"github.com/caddy-realtime/realtime/broker"
 	"github.com/caddy-realtime/realtime/handler"
 )
@@ -68,7 +69,23 @@ type Handler struct {
 	// CORSOrigins narrows Access-Control-Allow-Origin. Default: any origin ("*"), as PocketBase.
 	CORSOrigins []string `json:"cors_origins,omitempty"`
 
+	// Auth says how a subscription POST's credentials become an auth record.
+	// Default: none (every client is a guest).
+	Auth *AuthConfig `json:"auth,omitempty"`
+
+	// Superusers is a rule over @request.auth.* naming who bypasses collection rules.
+	Superusers *string `json:"superusers,omitempty"`
+
+	// Collections maps collection names (or ids) to their list and view rules.
+	// Without any access option every collection is readable by everyone;
+	// with some, a collection without rules is superusers only.
+	Collections map[string]*CollectionConfig `json:"collections,omitempty"`
+
+	// Topics restrict who may subscribe to custom topics, first match wins.
+	Topics []TopicConfig `json:"topics,omitempty"`
+
 	broker  *broker.Broker
+	authn   *auth.Authenticator
 	handler *handler.Handler
 	logger  *zap.Logger
 }
@@ -88,19 +105,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Broker = DefaultBroker
 	}
 	policy := h.policy()
-	b, err := acquireBroker(h.Broker)
+	rs, err := h.buildRuleSet()
 	if err != nil {
 		return err
 	}
-	h.broker = b
-	b.SetPolicy(policy)
+	policy.Access = rs
 	h.handler = &handler.Handler{
-		Broker:      b,
 		ClientIP:    caddyClientIP,
 		CORSOrigins: h.CORSOrigins,
 		Compress:    h.Compress,
 		Logger:      h.logger,
 	}
+	if h.Auth != nil {
+		cfg, err := h.Auth.authConfig()
+		if err != nil {
+			return err
+		}
+		if h.authn, err = auth.New(cfg); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		h.handler.Authenticate = authenticate(h.authn, rs)
+		policy.ForgetAuth = h.authn.Forget
+	}
+	b, err := acquireBroker(h.Broker)
+	if err != nil {
+		return err
+	}
+	h.broker = b
+	h.handler.Broker = b
+	b.SetPolicy(policy)
+	accessStats.Store(h.Broker, &accessState{authn: h.authn, rules: rs})
+	logRules(h.logger, h.Broker, rs)
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}
@@ -157,6 +192,9 @@ func (h *Handler) Validate() error {
 // Cleanup drops this config's reference to the broker; the broker (and its
 // streams) lives on while a newer config still uses it.
 func (h *Handler) Cleanup() error {
+	if h.authn != nil {
+		h.authn.Close()
+	}
 	if h.broker == nil {
 		return nil
 	}

@@ -32,10 +32,10 @@ func SameIdentity(a, b *Auth) bool {
 type Access interface {
 	// CanSubscribe returns an error (shown to the client as 403) when auth may not subscribe to topic.
 	CanSubscribe(auth *Auth, topic string) error
-	// CanReceive applies the collection's list (KindList) or view (KindView) rule.
-	CanReceive(auth *Auth, ev *Event, kind TopicKind) bool
-	// Filter applies a subscription's options (query.filter) after the rule passed.
-	Filter(auth *Auth, ev *Event, opts *Options) bool
+	// CanReceive applies the collection's list (KindList) or view (KindView)
+	// rule, then the subscription's options (query.filter); opts is nil for a
+	// topic without options. Rules may read opts (@request.query.*, @request.headers.*).
+	CanReceive(auth *Auth, ev *Event, kind TopicKind, opts *Options) bool
 	// PickFields applies a subscription's options.query.fields; nil means no picking.
 	PickFields() FieldPicker
 }
@@ -47,13 +47,54 @@ var ErrAuthMismatch = errors.New("the current and the previous request authoriza
 // guest to guest, guest to auth (an upgrade) and auth to the same auth (fresh
 // record) are allowed; switching to another user or back to guest is refused.
 func (c *Client) ReplaceAuth(a *Auth) error {
-	for {
-		old := c.auth.Load()
-		if old != nil && !SameIdentity(old, a) {
-			return ErrAuthMismatch
-		}
-		if c.auth.CompareAndSwap(old, a) {
-			return nil
-		}
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	if old := c.auth.Load(); old != nil && !SameIdentity(old.auth, a) {
+		return ErrAuthMismatch
 	}
+	c.setAuthLocked(a)
+	return nil
+}
+
+// authState pairs an auth record with its identity, computed once, so the
+// publish path can key rule results by identity without allocating.
+type authState struct {
+	auth     *Auth
+	identity string
+}
+
+// Auth is the client's current auth record, nil for a guest.
+func (c *Client) Auth() *Auth {
+	if st := c.auth.Load(); st != nil {
+		return st.auth
+	}
+	return nil
+}
+
+// identity is "" for a guest.
+func (c *Client) identity() string {
+	if st := c.auth.Load(); st != nil {
+		return st.identity
+	}
+	return ""
+}
+
+// SetAuth replaces the client's auth record unconditionally (nil = guest).
+func (c *Client) SetAuth(a *Auth) {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	c.setAuthLocked(a)
+}
+
+func (c *Client) setAuthLocked(a *Auth) {
+	old := c.Auth()
+	if a == nil {
+		c.auth.Store(nil)
+	} else {
+		c.auth.Store(&authState{auth: a, identity: a.Identity()})
+	}
+	if c.isClosed() {
+		a = nil // a disconnected client must not re-enter the index
+	}
+	c.broker.identities.move(c, old, a)
 }

@@ -29,7 +29,10 @@ type Policy struct {
 	ClientQueue      int           // pending bytes per client before eviction; 0 = unbounded
 	Wildcard         bool          // allow the "*" topic
 	Access           Access        // nil = everyone sees everything
-	Logger           *zap.Logger
+	// ForgetAuth is told the identity of an auth record that changed or was
+	// deleted, so cached credential lookups resolving to it are dropped.
+	ForgetAuth func(identity string)
+	Logger     *zap.Logger
 }
 
 // DefaultPolicy returns the documented defaults.
@@ -54,7 +57,8 @@ type Broker struct {
 	seed     maphash.Seed
 	nClients atomic.Int64
 
-	index *index
+	index      *index
+	identities identityIndex // authenticated clients by identity
 
 	// pubMu serializes publishing, so every client sees events in one global order.
 	pubMu   sync.Mutex
@@ -91,6 +95,7 @@ func New(name string, p *Policy) *Broker {
 		seenLog: make([]string, idempotencyWindow),
 		memo:    make(map[memoKey]bool),
 	}
+	b.identities.m = make(map[string]map[*Client]struct{})
 	for i := range b.clients {
 		b.clients[i].m = make(map[string]*Client)
 	}
@@ -122,6 +127,9 @@ func (b *Broker) shard(id string) *clientShard {
 // ErrTooManyClients is returned by Connect when max_clients is reached.
 var ErrTooManyClients = errors.New("too many realtime clients: the server's max_clients limit is reached, retry later")
 
+// ErrConnectRefused is returned by Connect when an OnConnect handler ends the chain without calling e.Next().
+var ErrConnectRefused = errors.New("realtime connection refused by an OnConnect hook")
+
 // Connect registers a new client from ip and queues its PB_CONNECT frame.
 func (b *Broker) Connect(ip string) (*Client, error) {
 	p := b.Policy()
@@ -138,14 +146,21 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 		done:      make(chan struct{}),
 		subs:      make(map[string]*topicSubs),
 	}
+	registered := false
 	err := b.OnConnect.Trigger(&ConnectEvent{Client: c}, func(*ConnectEvent) error {
 		sh := b.shard(c.id)
 		sh.mu.Lock()
 		sh.m[c.id] = c
 		sh.mu.Unlock()
 		c.enqueue(connectFrame(c.id), 0)
+		registered = true
 		return nil
 	})
+	if err == nil && !registered {
+		// A handler ended the chain without e.Next(): the client was never
+		// registered, so it must not be handed out (nor keep counting against max_clients).
+		err = ErrConnectRefused
+	}
 	if err != nil {
 		b.nClients.Add(-1)
 		c.Close(ReasonDisconnected)
@@ -197,6 +212,9 @@ func (b *Broker) Disconnect(c *Client, reason string) {
 		return
 	}
 	b.nClients.Add(-1)
+	c.authMu.Lock()
+	b.identities.move(c, c.Auth(), nil)
+	c.authMu.Unlock()
 	c.subsMu.Lock()
 	for topic := range c.subs {
 		b.index.remove(c, topic)
@@ -310,6 +328,7 @@ func (b *Broker) Publish(events ...*Event) int {
 			continue
 		}
 		start := time.Now()
+		b.refreshAuth(ev)
 		b.fanout(ev)
 		b.stats.fanout.observe(time.Since(start))
 		b.stats.eventsIn.Add(1)
@@ -335,7 +354,7 @@ func (b *Broker) remember(id string) bool {
 type memoKey struct {
 	identity string
 	kind     TopicKind
-	ts       *topicSubs // set for filter results, which depend on the subscription's options
+	ts       *topicSubs // set when the subscription has options, which rules and filters may read
 }
 
 func (b *Broker) fanout(ev *Event) {
@@ -351,7 +370,7 @@ func (b *Broker) fanout(ev *Event) {
 		b.index.each(bk.base, func(ts *topicSubs) {
 			var tail []byte
 			for c := range ts.clients {
-				if p.Access != nil && !b.allowed(p.Access, c.Auth(), ev, bk.kind, ts) {
+				if p.Access != nil && !b.allowed(p.Access, c, ev, bk.kind, ts) {
 					continue
 				}
 				if tail == nil {
@@ -369,21 +388,14 @@ func (b *Broker) fanout(ev *Event) {
 
 // allowed evaluates rules once per distinct identity (and filter once per identity
 // and subscription) per event; called with pubMu held.
-func (b *Broker) allowed(a Access, auth *Auth, ev *Event, kind TopicKind, ts *topicSubs) bool {
-	id := auth.Identity()
-	k := memoKey{identity: id, kind: kind}
+func (b *Broker) allowed(a Access, c *Client, ev *Event, kind TopicKind, ts *topicSubs) bool {
+	k := memoKey{identity: c.identity(), kind: kind}
+	if ts.opts != nil {
+		k.ts = ts // options may change the answer: share it only within the topic string
+	}
 	ok, hit := b.memo[k]
 	if !hit {
-		ok = a.CanReceive(auth, ev, kind)
-		b.memo[k] = ok
-	}
-	if !ok || ts.opts.Filter() == "" {
-		return ok
-	}
-	k.ts = ts
-	ok, hit = b.memo[k]
-	if !hit {
-		ok = a.Filter(auth, ev, ts.opts)
+		ok = a.CanReceive(c.Auth(), ev, kind, ts.opts)
 		b.memo[k] = ok
 	}
 	return ok
@@ -400,17 +412,23 @@ func frameTail(topic string, data []byte) []byte {
 }
 
 // sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
-func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) {
-	data := tail[len("event:")+len(topic)+len("\ndata:") : len(tail)-2]
+// It reports whether the message was queued.
+func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) bool {
+	// Capped, so a handler appending to e.Data copies instead of overwriting the
+	// shared tail's "\n\n" (and the frame every other subscriber gets).
+	end := len(tail) - 2
+	data := tail[len("event:")+len(topic)+len("\ndata:") : end : end]
 	e := &MessageSendEvent{Client: c, Name: topic, Data: data}
+	queued := false
 	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
 		if e.Name == topic && len(e.Data) == len(data) && (len(data) == 0 || &e.Data[0] == &data[0]) {
-			c.enqueue(tail, limit)
+			queued = c.enqueue(tail, limit)
 		} else {
-			c.enqueue(frameTail(e.Name, e.Data), limit)
+			queued = c.enqueue(frameTail(e.Name, e.Data), limit)
 		}
 		return nil
 	})
+	return queued
 }
 
 // SendMessage delivers a custom message to the clients subscribed to exactly
@@ -435,7 +453,9 @@ func (b *Broker) SendMessage(m *Message) int {
 				continue
 			}
 			if hooked {
-				b.sendHooked(c, m.Name, tail, p.ClientQueue)
+				if !b.sendHooked(c, m.Name, tail, p.ClientQueue) {
+					continue
+				}
 			} else if !c.enqueue(tail, p.ClientQueue) {
 				continue
 			}

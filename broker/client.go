@@ -49,8 +49,9 @@ type Client struct {
 	subsMu sync.Mutex
 	subs   map[string]*topicSubs // full topic string -> index entry
 
-	auth  atomic.Pointer[Auth]
-	state sync.Map
+	authMu sync.Mutex // serializes auth changes (POSTs, auth record events)
+	auth   atomic.Pointer[authState]
+	state  sync.Map
 
 	delivered atomic.Uint64 // messages written to the stream
 	bytesOut  atomic.Uint64
@@ -86,12 +87,6 @@ func (c *Client) IP() string { return c.ip }
 
 // ConnectedAt is when the stream opened.
 func (c *Client) ConnectedAt() time.Time { return c.connected }
-
-// Auth is the client's current auth record, nil for a guest.
-func (c *Client) Auth() *Auth { return c.auth.Load() }
-
-// SetAuth replaces the client's auth record.
-func (c *Client) SetAuth(a *Auth) { c.auth.Store(a) }
 
 // Get returns a value from the client's free-form state.
 func (c *Client) Get(key string) (any, bool) { return c.state.Load(key) }

@@ -1,6 +1,10 @@
 package broker
 
 import (
+	"sync"
+
+	"github.com/caddy-realtime/realtime/rules"
+
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -29,6 +33,18 @@ const (
 type Options struct {
 	Query   map[string]string
 	Headers map[string]string
+
+	filterOnce sync.Once
+	filter     *rules.Rule
+	filterErr  error
+}
+
+// compiledFilter compiles options.query.filter once per topic string.
+func (o *Options) compiledFilter() (*rules.Rule, error) {
+	o.filterOnce.Do(func() {
+		o.filter, o.filterErr = rules.Compile(o.Filter())
+	})
+	return o.filter, o.filterErr
 }
 
 // Filter is options.query.filter, narrowing which events a subscription gets.
@@ -125,9 +141,29 @@ func stringify(m map[string]any, headerNames bool) map[string]string {
 	return out
 }
 
-// snakeLower turns "X-Token" into "x_token", as PocketBase names request headers in rules.
+// snakeLower names a header as PocketBase's inflector.Snakecase does ("X-Token" and
+// "xToken" both become "x_token"): words are runs of ASCII letters and digits joined
+// by "_", with a "_" also before an upper-case letter that follows a non-upper-case one.
 func snakeLower(s string) string {
-	return strings.ToLower(strings.ReplaceAll(s, "-", "_"))
+	var b strings.Builder
+	inWord, prevUpper := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		upper := 'A' <= c && c <= 'Z'
+		if !upper && !('a' <= c && c <= 'z') && !('0' <= c && c <= '9') {
+			inWord = false
+			continue
+		}
+		if !inWord && b.Len() > 0 || inWord && upper && !prevUpper {
+			b.WriteByte('_')
+		}
+		inWord, prevUpper = true, upper
+		if upper {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // recordBases are the topic bases that receive an event for one record: the
