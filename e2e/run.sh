@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end suite: the official PocketBase JS SDK against our Caddy module and/or a real PocketBase.
+#   e2e/run.sh               # target from E2E_TARGET (default caddy)
+#   e2e/run.sh caddy         # our module (builds e2e/.bin/caddy)
+#   e2e/run.sh pocketbase    # the reference PocketBase v0.40.4 (builds e2e/.peer/base once)
+#   e2e/run.sh all           # both; non-zero if either fails
+# Extra arguments after the target are passed to `node --test` (e.g. test/auth.test.js).
+# E2E_SKIP_BUILD=1 uses the binaries already there.
+set -uo pipefail
+
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$E2E_DIR"
+
+target="${1:-${E2E_TARGET:-caddy}}"
+[[ $# -gt 0 ]] && shift
+case "$target" in
+caddy | pocketbase | all) ;;
+*)
+	echo "usage: $0 [caddy|pocketbase|all] [test files...]" >&2
+	exit 2
+	;;
+esac
+
+if [[ ! -d node_modules ]]; then
+	npm ci --no-audit --no-fund || exit 1
+fi
+
+if [[ -z "${E2E_SKIP_BUILD:-}" ]]; then
+	if [[ "$target" == caddy || "$target" == all ]]; then
+		./scripts/build-caddy.sh || exit 1
+	fi
+	if [[ "$target" == pocketbase || "$target" == all ]]; then
+		./scripts/build-pocketbase.sh || exit 1
+	fi
+fi
+
+files=("$@")
+[[ ${#files[@]} -eq 0 ]] && files=(test/)
+
+run_one() {
+	echo "=== e2e against $1 ==="
+	E2E_TARGET="$1" node --test --test-concurrency=1 --test-force-exit "${files[@]}"
+}
+
+status=0
+if [[ "$target" == all ]]; then
+	run_one pocketbase || status=1
+	run_one caddy || status=1
+else
+	run_one "$target" || status=1
+fi
+exit $status
