@@ -226,11 +226,16 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		return nil
 	}
 	fail := func(err error) string {
-		reason := ReasonWriteError
-		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			reason = ReasonWriteTimeout
+		if c.isClosed() {
+			return c.closeReason() // evicted or disconnected while writing: already counted
 		}
-		if ctx.Err() != nil {
+		// A timeout first: net/http cancels the request context on any write
+		// error, so ctx.Err() alone would hide write_timeout evictions.
+		reason := ReasonWriteError
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+			reason = ReasonWriteTimeout
+		case ctx.Err() != nil:
 			reason = ReasonClientGone
 		}
 		c.Close(reason)

@@ -89,12 +89,36 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
+	// An evicted, disconnected or shut-down client whose Serve is stuck writing to a
+	// peer that does not read (no write_timeout) must still end: fail that write.
+	served, unblocked := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(unblocked)
+		select {
+		case <-served:
+			return
+		case <-c.Done():
+		}
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-served:
+		case <-t.C:
+			_ = rc.SetWriteDeadline(time.Now())
+		}
+	}()
 	reason := c.Serve(r.Context(), stream{w: w, rc: rc})
+	close(served)
+	<-unblocked // rc must not be used after ServeHTTP returns
 	h.Broker.Disconnect(c, reason)
 	if ce := h.logger().Check(zap.DebugLevel, "realtime stream ended"); ce != nil {
 		ce.Write(zap.String("client", c.ID()), zap.String("reason", reason))
 	}
 }
+
+// closeGrace is how long a closed client's Serve may keep writing before its
+// pending write is failed; Serve returns at once unless a write is blocked.
+const closeGrace = time.Second
 
 // stream adapts an http.ResponseWriter to broker.Stream.
 type stream struct {

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -78,6 +79,9 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 // bindSubscribe reads a JSON, urlencoded or multipart body; status is non-zero on failure.
 func bindSubscribe(w http.ResponseWriter, r *http.Request) (subscribeRequest, int) {
 	var req subscribeRequest
+	if r.ContentLength == 0 {
+		return req, 0 // PocketBase binds nothing from an empty body, whatever its type
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mediaType {
@@ -89,7 +93,8 @@ func bindSubscribe(w http.ResponseWriter, r *http.Request) (subscribeRequest, in
 		if len(body) == 0 {
 			return req, 0
 		}
-		if err := json.Unmarshal(body, &req); err != nil {
+		// One Decode, as PocketBase's binder: data after the first value is ignored.
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
 			return req, http.StatusBadRequest
 		}
 	case "application/x-www-form-urlencoded", "multipart/form-data":
