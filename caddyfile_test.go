@@ -136,3 +136,77 @@ func TestCaddyfileErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCaddyfileAccessOptions(t *testing.T) {
+	h, err := adaptHandler(t, `realtime /api/realtime {
+		auth {
+			url          http://127.0.0.1:3000/api/me
+			method       POST
+			timeout      2s
+			headers      Authorization Cookie
+			record_path  record
+			cache_ttl    30s
+			negative_ttl 5s
+			cache_size   500
+		}
+		superusers "@request.auth.collectionName = '_superusers'"
+		collection posts {
+			list_rule ""
+			view_rule "status = 'published' || author = @request.auth.id"
+		}
+		collection drafts {
+			view_rule "author = @request.auth.id"
+		}
+		topic admin_* "@request.auth.isAdmin = true"
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(map[string]any{"auth": h["auth"], "superusers": h["superusers"], "collections": h["collections"], "topics": h["topics"]})
+	want := `{"auth":{"cache_size":500,"cache_ttl":30000000000,"headers":["Authorization","Cookie"],"method":"POST","negative_ttl":5000000000,"record_path":"record","timeout":2000000000,"url":"http://127.0.0.1:3000/api/me"},` +
+		`"collections":{"drafts":{"view_rule":"author = @request.auth.id"},"posts":{"list_rule":"","view_rule":"status = 'published' || author = @request.auth.id"}},` +
+		`"superusers":"@request.auth.collectionName = '_superusers'",` +
+		`"topics":[{"pattern":"admin_*","rule":"@request.auth.isAdmin = true"}]}`
+	if string(got) != want {
+		t.Errorf("access options\n got %s\nwant %s", got, want)
+	}
+
+	h, err = adaptHandler(t, `realtime {
+		auth {
+			jwt {
+				public_key /etc/keys/jwt.pem
+				algorithms RS256 ES256
+				issuer     https://auth.example
+				audience   app
+			}
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = json.Marshal(h["auth"])
+	if want := `{"jwt":{"algorithms":["RS256","ES256"],"audience":"app","issuer":"https://auth.example","public_key_file":"/etc/keys/jwt.pem"}}`; string(got) != want {
+		t.Errorf("jwt options\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestCaddyfileAccessErrors(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"unknown auth option", "realtime {\n\tauth {\n\t\ttoken x\n\t}\n}", `auth: unrecognized subdirective "token"`},
+		{"unknown jwt option", "realtime {\n\tauth {\n\t\tjwt {\n\t\t\tkey x\n\t\t}\n\t}\n}", `auth jwt: unrecognized subdirective "key"`},
+		{"auth argument", "realtime {\n\tauth http://x\n}", `auth: unexpected argument "http://x"`},
+		{"unknown collection option", "realtime {\n\tcollection posts {\n\t\tcreate_rule \"\"\n\t}\n}", `collection posts: unrecognized subdirective "create_rule"`},
+		{"collection without name", "realtime {\n\tcollection\n}", `collection: expected a collection name`},
+		{"collection twice", "realtime {\n\tcollection a\n\tcollection a\n}", `collection a: configured twice`},
+		{"topic without rule", "realtime {\n\ttopic admin_*\n}", `topic: expected a pattern and a rule`},
+		{"superusers without rule", "realtime {\n\tsuperusers\n}", `superusers: expected one value`},
+		{"empty headers", "realtime {\n\tauth {\n\t\theaders\n\t}\n}", `headers: expected at least one header name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := adaptHandler(t, tc.body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

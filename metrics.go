@@ -31,6 +31,7 @@ func registerMetrics(ctx caddy.Context) error {
 
 type brokerCollector struct {
 	clients, subscriptions, connects, eventsIn, messagesIn, messagesOut, bytesOut, evictions, fanout *prometheus.Desc
+	authLookups, ruleEvaluations                                                                     *prometheus.Desc
 }
 
 func newBrokerCollector() *brokerCollector {
@@ -47,11 +48,14 @@ func newBrokerCollector() *brokerCollector {
 		bytesOut:      d("sent_bytes_total", "Bytes written to client streams."),
 		evictions:     d("evictions_total", "Clients evicted by the server.", "reason"),
 		fanout:        d("fanout_duration_seconds", "Time to queue one event for every matching client."),
+		authLookups: d("auth_lookups_total",
+			"Credential lookups of subscription POSTs by outcome (hit: cache, miss: a lookup was made, shared: waited for another's lookup, refused: guest, error: 503); since the last config load.", "outcome"),
+		ruleEvaluations: d("rule_evaluations_total", "Access rule and filter evaluations since the last config load."),
 	}
 }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.fanout} {
+	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.fanout, c.authLookups, c.ruleEvaluations} {
 		ch <- d
 	}
 }
@@ -80,4 +84,14 @@ func (c *brokerCollector) collect(ch chan<- prometheus.Metric, s broker.Stats) {
 		counter(c.evictions, n, reason)
 	}
 	ch <- prometheus.MustNewConstHistogram(c.fanout, s.Fanout.Count, s.Fanout.SumSeconds, s.Fanout.Buckets, s.Broker)
+	if v, ok := accessStats.Load(s.Broker); ok {
+		st := v.(*accessState)
+		counter(c.ruleEvaluations, st.rules.Evaluations())
+		if st.authn != nil {
+			a := st.authn.Stats()
+			for outcome, n := range map[string]uint64{"hit": a.Hits, "miss": a.Misses, "shared": a.Shared, "refused": a.Refused, "error": a.Errors} {
+				counter(c.authLookups, n, outcome)
+			}
+		}
+	}
 }
