@@ -2,10 +2,10 @@ package realtime
 
 import (
 	"bufio"
-	"flag"
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -137,7 +137,9 @@ func (p *caddyProc) expand(caddyfile string) string {
 	return strings.NewReplacer("{ADMIN}", p.admin, "{PORT}", fmt.Sprint(p.port)).Replace(caddyfile)
 }
 
-func (p *caddyProc) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path) }
+func (p *caddyProc) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path)
+}
 
 // load replaces the running config through the admin API (a reload).
 func (p *caddyProc) load(caddyfile string) {
