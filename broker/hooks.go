@@ -81,6 +81,8 @@ type SubscribeEvent struct {
 
 // MessageSendEvent is triggered for each message queued to a client.
 // Handlers may change Name or Data; returning an error skips the message.
+// They run inside the fan-out, holding the topic index: they must not call
+// SetSubscriptions or Disconnect (use Client.Close, or hand off to a goroutine).
 type MessageSendEvent struct {
 	HookEvent
 	Client *Client
