@@ -55,6 +55,13 @@ func Compile(expr string) (*Rule, error) {
 	if expr == "" {
 		return r, nil
 	}
+	// fexpr's scanner stops at a NUL byte, which would silently drop the rest
+	// of a rule; no control character belongs in one.
+	for i := 0; i < len(expr); i++ {
+		if c := expr[i]; (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f {
+			return nil, &Error{Expr: expr, Pos: i, Msg: fmt.Sprintf("control character %q", c)}
+		}
+	}
 	p := &parser{lexer: lexer{src: expr, data: []byte(expr)}, rule: r}
 	root, err := p.parse(0, len(expr), 0)
 	if err != nil {

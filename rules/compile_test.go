@@ -14,6 +14,8 @@ func TestCompileErrors(t *testing.T) {
 		msg  string // substring of Error.Msg
 	}{
 		// syntax, with positions
+		{"0=0\x00&&0=\"\"", 3, `control character`},
+		{"a = 1\x1b", 5, `control character`},
 		{`author = @request.auth.id &&`, 28, "unexpected end"},
 		{`a = 1 ||`, 8, "unexpected end"},
 		{`a =`, 3, "unexpected end"},
