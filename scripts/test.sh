@@ -25,12 +25,18 @@ for target in $(grep -l '^func Fuzz' $(git ls-files '*_test.go' 2>/dev/null || f
 	pkg="./$(dirname "$target")"
 	for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$target" | cut -d' ' -f2); do
 		echo "-- $fn ($pkg)"
-		go test -run='^$' -fuzz="^${fn}\$" -fuzztime=10s "$pkg" >/dev/null
+		if ! out=$(go test -run='^$' -fuzz="^${fn}\$" -fuzztime=10s "$pkg" 2>&1); then
+			printf '%s\n' "$out"
+			exit 1
+		fi
 	done
 done
 
 step "benchmarks compile and run once"
-go test -run='^$' -bench=. -benchtime=1x ./rules/ ./broker/ >/dev/null
+if ! out=$(go test -run='^$' -bench=. -benchtime=1x ./rules/ ./broker/ 2>&1); then
+	printf '%s\n' "$out"
+	exit 1
+fi
 
 if [ "${SKIP_E2E:-}" != 1 ]; then
 	step "PocketBase JS SDK suite: our Caddy and a real PocketBase"
