@@ -37,6 +37,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		client_queue      <size>
 //		wildcard          on|off
 //		compress          on|off
+//		hijack            on|off
 //		cors_origins      <origin...>
 //		auth {
 //			url         <url>
@@ -100,6 +101,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "compress":
 			h.Compress, err = onOffArg(d)
+		case "hijack":
+			var on bool
+			if on, err = onOffArg(d); err == nil {
+				h.Hijack = &on
+			}
 		case "cors_origins":
 			h.CORSOrigins = d.RemainingArgs()
 			if len(h.CORSOrigins) == 0 {

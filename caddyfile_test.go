@@ -60,6 +60,7 @@ func TestCaddyfileEveryOption(t *testing.T) {
 		client_queue      256KiB
 		wildcard          off
 		compress          on
+		hijack            off
 		cors_origins      https://a.example https://b.example
 	}`)
 	if err != nil {
@@ -77,6 +78,7 @@ func TestCaddyfileEveryOption(t *testing.T) {
 		"client_queue":      float64(256 << 10),
 		"wildcard":          false,
 		"compress":          true,
+		"hijack":            false,
 		"cors_origins":      []any{"https://a.example", "https://b.example"},
 	}
 	for k, v := range want {

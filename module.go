@@ -66,6 +66,11 @@ type Handler struct {
 	// stream). Default: false (streams are sent with Cache-Control: no-transform).
 	Compress bool `json:"compress,omitempty"`
 
+	// Hijack serves plain-text HTTP/1.1 streams from the broker's writer pool
+	// instead of a goroutine per stream (much less memory per idle client).
+	// HTTP/2, TLS and compressed streams always use a goroutine. Default: true.
+	Hijack *bool `json:"hijack,omitempty"`
+
 	// CORSOrigins narrows Access-Control-Allow-Origin. Default: any origin ("*"), as PocketBase.
 	CORSOrigins []string `json:"cors_origins,omitempty"`
 
@@ -114,6 +119,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientIP:    caddyClientIP,
 		CORSOrigins: h.CORSOrigins,
 		Compress:    h.Compress,
+		Hijack:      h.Hijack == nil || *h.Hijack,
 		Logger:      h.logger,
 	}
 	if h.Auth != nil {

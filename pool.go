@@ -1,6 +1,8 @@
 package realtime
 
 import (
+	"time"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-realtime/realtime/broker"
@@ -18,7 +20,7 @@ type pooledBroker struct{ *broker.Broker }
 
 // Destruct runs when the last config using the broker is unloaded.
 func (p pooledBroker) Destruct() error {
-	p.CloseAll(broker.ReasonShutdown)
+	p.Close()
 	return nil
 }
 
@@ -57,8 +59,14 @@ func allBrokers() []*broker.Broker {
 	return out
 }
 
+// closeAllStreams ends every stream at process exit and waits briefly for the
+// broker's writers to close the connections they own.
 func closeAllStreams() {
-	for _, b := range allBrokers() {
+	all := allBrokers()
+	for _, b := range all {
 		b.CloseAll(broker.ReasonShutdown)
+	}
+	for _, b := range all {
+		b.WaitAdopted(time.Second)
 	}
 }

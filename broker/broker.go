@@ -69,6 +69,10 @@ type Broker struct {
 
 	stats stats
 
+	writersOnce sync.Once
+	writerPool  *writerPool
+	adopted     sync.WaitGroup // adopted connections not yet closed
+
 	OnConnect     Hook[*ConnectEvent]
 	OnSubscribe   Hook[*SubscribeEvent]
 	OnMessageSend Hook[*MessageSendEvent]

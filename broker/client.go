@@ -45,6 +45,7 @@ type Client struct {
 	reason string
 	wake   chan struct{} // capacity 1: "the queue is not empty"
 	done   chan struct{} // closed when the client is closed
+	conn   *connState    // set when the broker writes to an adopted connection
 
 	subsMu sync.Mutex
 	subs   map[string]*topicSubs // full topic string -> index entry
@@ -152,16 +153,19 @@ func (c *Client) enqueue(tail []byte, limit int) bool {
 		c.broker.countEviction(c, ReasonQueueFull)
 		return false
 	}
+	if c.conn != nil { // adopted connection: queue it framed as an HTTP chunk
+		c.queue = chunkHeader(c.queue, 4+len(c.id)+len(tail))
+	}
 	c.queue = append(c.queue, "id:"...)
 	c.queue = append(c.queue, c.id...)
 	c.queue = append(c.queue, '\n')
 	c.queue = append(c.queue, tail...)
+	if c.conn != nil {
+		c.queue = append(c.queue, '\r', '\n')
+	}
 	c.frames++
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.signal()
 	return true
 }
 
@@ -180,6 +184,10 @@ func (c *Client) closeLocked(reason string) {
 	c.reason = reason
 	c.queue = nil
 	close(c.done)
+	if cs := c.conn; cs != nil && !cs.scheduled {
+		cs.scheduled = true
+		c.broker.writers().push(c) // a writer closes the connection
+	}
 }
 
 func (c *Client) closeReason() string {

@@ -4,6 +4,7 @@
 package handler
 
 import (
+	"bytes"
 	"net"
 	"net/http"
 	"time"
@@ -26,7 +27,11 @@ type Handler struct {
 	CORSOrigins []string
 	// Compress lets an outer encoder compress streams (drops no-transform).
 	Compress bool
-	Logger   *zap.Logger
+	// Hijack takes plain-text HTTP/1.1 streams over from net/http and lets the
+	// broker's writer pool serve them: no goroutine per stream. HTTP/2, TLS and
+	// compressed streams always use a goroutine.
+	Hijack bool
+	Logger *zap.Logger
 }
 
 // MaxBodyBytes is PocketBase's default request body limit.
@@ -87,6 +92,12 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Cache-Control", "no-store, no-transform")
 	}
 	hdr.Set("X-Accel-Buffering", "no")
+	if h.Hijack && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil {
+		if conn, _, err := rc.Hijack(); err == nil {
+			h.adopt(c, conn, hdr)
+			return
+		}
+	}
 	w.WriteHeader(http.StatusOK)
 
 	// An evicted, disconnected or shut-down client whose Serve is stuck writing to a
@@ -114,6 +125,29 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	if ce := h.logger().Check(zap.DebugLevel, "realtime stream ended"); ce != nil {
 		ce.Write(zap.String("client", c.ID()), zap.String("reason", reason))
 	}
+}
+
+// adopt writes the response header on a hijacked connection and hands the
+// stream to the broker's writers.
+func (h *Handler) adopt(c *broker.Client, conn net.Conn, hdr http.Header) {
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	hdr.Del("Content-Length")
+	hdr.Set("Transfer-Encoding", "chunked")
+	if hdr.Get("Date") == "" {
+		hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	_ = hdr.Write(&head)
+	head.WriteString("\r\n")
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err := conn.Write(head.Bytes())
+	_ = conn.SetDeadline(time.Time{})
+	if err != nil {
+		_ = conn.Close()
+		h.Broker.Disconnect(c, broker.ReasonClientGone)
+		return
+	}
+	h.Broker.Adopt(c, conn)
 }
 
 // closeGrace is how long a closed client's Serve may keep writing before its

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -21,6 +22,10 @@ import (
 
 	"github.com/caddy-realtime/realtime/broker"
 )
+
+// hijack runs every test with HTTP/1.1 streams served by the broker's writer
+// pool (go test ./handler/ -hijack); the default is a goroutine per stream.
+var hijack = flag.Bool("hijack", false, "serve HTTP/1.1 streams in hijack mode")
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
@@ -46,7 +51,7 @@ type testEnv struct {
 func newEnv(t *testing.T, policy *broker.Policy, configure func(*Handler)) *testEnv {
 	t.Helper()
 	b := broker.New("test", policy)
-	h := &Handler{Broker: b}
+	h := &Handler{Broker: b, Hijack: *hijack}
 	if configure != nil {
 		configure(h)
 	}
@@ -58,7 +63,7 @@ func newEnv(t *testing.T, policy *broker.Policy, configure func(*Handler)) *test
 		srv.Close()
 		tr.CloseIdleConnections()
 	})
-	t.Cleanup(func() { b.CloseAll(broker.ReasonShutdown) })
+	t.Cleanup(b.Close)
 	return env
 }
 

@@ -19,6 +19,8 @@ go vet ./...
 
 step "go test -race (unit, Caddy in a real process, Caddyfile adapt)"
 go test -race -count=1 -timeout 15m ./...
+# The handler suite again, with HTTP/1.1 streams served by the broker's writer pool.
+go test -race -count=1 -timeout 5m ./handler/ -hijack
 
 step "fuzzing (10s per target)"
 for target in $(grep -l '^func Fuzz' $(git ls-files '*_test.go' 2>/dev/null || find . -name '*_test.go')); do

@@ -1,0 +1,360 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Conn mode: instead of a goroutine per stream (Serve), a hijacked HTTP/1.1
+// connection is handed to the broker (Adopt), and a small pool of writer
+// goroutines sends each client's pending frames. Frames are queued already
+// framed as HTTP chunks, so a batch goes to the socket as it is: one write
+// per batch, no copy. An idle stream then costs its Client, its buffers and
+// a few runtime timers: no goroutine, no bufio, no net/http connection state.
+//
+// Writes never block a writer: they are non-blocking (or, for connections
+// without a file descriptor, get a short deadline); what the kernel did not
+// take stays pending and is retried shortly. A client whose writes make no
+// progress for write_timeout is evicted. A peer that went away is noticed on
+// the next write, which heartbeats bound.
+
+// connState is a client's connection-mode state.
+type connState struct {
+	conn net.Conn
+	raw  syscall.RawConn // nil: write with a short deadline instead
+
+	// Guarded by Client.mu:
+	scheduled bool // queued for a writer, being written, or waiting for a retry
+	finished  bool
+
+	// Owned by the one writer holding the client:
+	out          []byte // the batch being written
+	off          int    // bytes of out already written
+	outFrames    uint64
+	stalledSince time.Time
+	idle, hb     *time.Timer
+	lifetime     *time.Timer
+	retry        *time.Timer
+	unwatch      func() // stops watching the socket for a hangup
+}
+
+// writeSlice bounds one write on a connection without a file descriptor.
+const writeSlice = 2 * time.Millisecond
+
+// retryDelay is when a stalled client's pending bytes are tried again.
+const retryDelay = 20 * time.Millisecond
+
+// chunkEnd terminates a chunked HTTP/1.1 body.
+var chunkEnd = []byte("0\r\n\r\n")
+
+// errWouldBlock is a non-blocking write that the kernel refused for now.
+var errWouldBlock = errors.New("write would block")
+
+// Adopt hands a hijacked HTTP/1.1 connection, whose response header (with
+// Transfer-Encoding: chunked) has been written, to the broker's writers. The
+// broker closes conn when the stream ends and then disconnects the client.
+func (b *Broker) Adopt(c *Client, conn net.Conn) {
+	p := b.Policy()
+	cs := &connState{conn: conn, scheduled: true}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			cs.raw = raw
+		}
+	}
+	if p.IdleTimeout > 0 {
+		cs.idle = time.AfterFunc(p.IdleTimeout, func() { c.Close(ReasonIdleTimeout) })
+	}
+	if p.MaxLifetime > 0 {
+		cs.lifetime = time.AfterFunc(p.MaxLifetime, func() { c.Close(ReasonMaxLifetime) })
+	}
+	if p.Heartbeat > 0 {
+		cs.hb = time.AfterFunc(p.Heartbeat, c.heartbeat)
+	}
+	b.adopted.Add(1)
+	cs.unwatch = b.writers().hangups.watch(c, cs)
+	c.mu.Lock()
+	// What was queued before adoption (PB_CONNECT) becomes the first chunk.
+	if len(c.queue) > 0 {
+		c.queue = append(chunkHeader(nil, len(c.queue)), append(c.queue, '\r', '\n')...)
+	}
+	c.conn = cs
+	c.mu.Unlock()
+	b.writers().push(c)
+}
+
+func chunkHeader(dst []byte, size int) []byte {
+	dst = strconv.AppendInt(dst, int64(size), 16)
+	return append(dst, '\r', '\n')
+}
+
+// heartbeat queues an SSE comment; it is not a message and does not reset the idle timer.
+func (c *Client) heartbeat() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, "3\r\n:\n\n\r\n"...)
+	c.mu.Unlock()
+	c.signal()
+}
+
+// signal wakes the client's writer: its Serve goroutine or the writer pool.
+func (c *Client) signal() {
+	c.mu.Lock()
+	cs := c.conn
+	if cs == nil {
+		c.mu.Unlock()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if cs.scheduled {
+		c.mu.Unlock()
+		return
+	}
+	cs.scheduled = true
+	c.mu.Unlock()
+	c.broker.writers().push(c)
+}
+
+// writerPool is the broker's writer goroutines for adopted connections, and
+// the watcher that notices their peers hanging up.
+type writerPool struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []*Client
+	head    int
+	stopped bool
+	running sync.WaitGroup
+	hangups *hangupWatcher
+}
+
+func (b *Broker) writers() *writerPool {
+	b.writersOnce.Do(func() {
+		wp := &writerPool{hangups: newHangupWatcher()}
+		wp.cond = sync.NewCond(&wp.mu)
+		for range max(4, 2*runtime.GOMAXPROCS(0)) {
+			wp.running.Add(1)
+			go wp.run()
+		}
+		b.writerPool = wp
+	})
+	return b.writerPool
+}
+
+// stop ends the writers once their queue is empty.
+func (wp *writerPool) stop() {
+	wp.mu.Lock()
+	wp.stopped = true
+	wp.mu.Unlock()
+	wp.cond.Broadcast()
+	wp.running.Wait()
+	wp.hangups.close()
+}
+
+func (wp *writerPool) push(c *Client) {
+	wp.mu.Lock()
+	wp.queue = append(wp.queue, c)
+	wp.mu.Unlock()
+	wp.cond.Signal()
+}
+
+func (wp *writerPool) pop() *Client {
+	wp.mu.Lock()
+	for wp.head == len(wp.queue) {
+		wp.queue, wp.head = wp.queue[:0], 0
+		if wp.stopped {
+			wp.mu.Unlock()
+			return nil
+		}
+		wp.cond.Wait()
+	}
+	c := wp.queue[wp.head]
+	wp.queue[wp.head] = nil
+	wp.head++
+	wp.mu.Unlock()
+	return c
+}
+
+func (wp *writerPool) run() {
+	defer wp.running.Done()
+	for c := wp.pop(); c != nil; c = wp.pop() {
+		c.writeConn()
+	}
+}
+
+// write sends p without blocking and returns how much the kernel took.
+func (cs *connState) write(p []byte) (int, error) {
+	if cs.raw == nil {
+		_ = cs.conn.SetWriteDeadline(time.Now().Add(writeSlice))
+		n, err := cs.conn.Write(p)
+		if isTimeout(err) {
+			err = errWouldBlock
+		}
+		return n, err
+	}
+	var n int
+	var werr error
+	err := cs.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), p)
+			if werr != syscall.EINTR {
+				return true // never park: EAGAIN is reported, not waited for
+			}
+		}
+	})
+	if n < 0 {
+		n = 0
+	}
+	switch {
+	case werr == syscall.EAGAIN:
+		return n, errWouldBlock
+	case werr != nil:
+		return n, werr
+	}
+	return n, err
+}
+
+// writeConn sends what is pending for c. The caller holds c's schedule.
+func (c *Client) writeConn() {
+	b := c.broker
+	p := b.Policy()
+	cs := c.conn
+
+	c.mu.Lock()
+	if cs.finished {
+		c.mu.Unlock()
+		return
+	}
+	if c.closed {
+		c.mu.Unlock()
+		c.finishConn()
+		return
+	}
+	if cs.off == len(cs.out) { // take the next batch, giving back the spent buffer
+		spare := cs.out[:0]
+		if cap(spare) > maxRetainedBuffer {
+			spare = nil
+		}
+		cs.out, c.queue = c.queue, spare
+		cs.off, cs.outFrames = 0, c.frames
+		c.frames = 0
+	}
+	c.mu.Unlock()
+
+	for cs.off < len(cs.out) {
+		n, err := cs.write(cs.out[cs.off:])
+		cs.off += n
+		c.bytesOut.Add(uint64(n))
+		b.stats.bytesOut.Add(uint64(n))
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errWouldBlock) {
+			now := time.Now()
+			if cs.stalledSince.IsZero() || n > 0 {
+				cs.stalledSince = now
+			}
+			if p.WriteTimeout > 0 && now.Sub(cs.stalledSince) >= p.WriteTimeout {
+				c.Close(ReasonWriteTimeout)
+				b.countEviction(c, ReasonWriteTimeout)
+				c.finishConn()
+				return
+			}
+			if cs.retry == nil {
+				cs.retry = time.AfterFunc(retryDelay, func() { b.writers().push(c) })
+			} else {
+				cs.retry.Reset(retryDelay)
+			}
+			return // still scheduled: the retry timer holds the client
+		}
+		c.Close(ReasonClientGone) // EPIPE, ECONNRESET...: the peer left
+		c.finishConn()
+		return
+	}
+	if len(cs.out) > 0 {
+		cs.stalledSince = time.Time{}
+		if cs.outFrames > 0 {
+			c.delivered.Add(cs.outFrames)
+			b.stats.messagesOut.Add(cs.outFrames)
+			if cs.idle != nil {
+				cs.idle.Reset(p.IdleTimeout)
+			}
+		}
+		cs.outFrames = 0
+		if cs.hb != nil {
+			cs.hb.Reset(p.Heartbeat)
+		}
+	}
+
+	c.mu.Lock()
+	if c.closed || len(c.queue) > 0 {
+		c.mu.Unlock()
+		b.writers().push(c) // more to do (or to finish): stay scheduled
+		return
+	}
+	cs.scheduled = false
+	c.mu.Unlock()
+}
+
+// finishConn ends an adopted stream: a clean end of the chunked body when the
+// stream ended on our side, then close, then forget the client.
+func (c *Client) finishConn() {
+	cs := c.conn
+	c.mu.Lock()
+	if cs.finished {
+		c.mu.Unlock()
+		return
+	}
+	cs.finished = true
+	reason := c.reason
+	c.mu.Unlock()
+	for _, t := range []*time.Timer{cs.idle, cs.hb, cs.lifetime, cs.retry} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	cs.unwatch()
+	c.broker.Disconnect(c, reason) // forget it before the peer sees the end
+	switch reason {
+	case ReasonIdleTimeout, ReasonMaxLifetime, ReasonDisconnected, ReasonShutdown:
+		if cs.off == len(cs.out) { // never cut a chunk in half
+			_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = cs.conn.Write(chunkEnd)
+		}
+	}
+	_ = cs.conn.Close()
+	cs.out = nil
+	c.broker.adopted.Done()
+}
+
+// Close ends every stream, waits (up to 5s) for adopted connections to close,
+// and stops the broker's writers. The broker must not be used afterwards.
+func (b *Broker) Close() {
+	b.CloseAll(ReasonShutdown)
+	b.WaitAdopted(5 * time.Second)
+	b.writersOnce.Do(func() {}) // no pool may start after this
+	if b.writerPool != nil {
+		b.writerPool.stop()
+	}
+}
+
+// WaitAdopted waits (up to d) until every adopted stream has been closed.
+func (b *Broker) WaitAdopted(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { b.adopted.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
