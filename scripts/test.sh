@@ -47,7 +47,7 @@ fi
 
 if [ "${SKIP_BROWSER:-}" != 1 ]; then
 	step "Chromium tests of the demo page"
-	e2e/browser/run.sh
+	DEMO_SCREENSHOT="${TMPDIR:-/tmp}/caddy-realtime-demo.png" e2e/browser/run.sh
 fi
 
 step "all tests passed"
