@@ -66,6 +66,7 @@ type Broker struct {
 	seenLog []string            // ring of the same keys, oldest first
 	seenPos int
 	memo    map[memoKey]bool
+	wakeups []*Client // adopted clients a fan-out queued frames for
 
 	stats stats
 
@@ -384,9 +385,14 @@ func (b *Broker) fanout(ev *Event) {
 					b.sendHooked(c, ts.topic, tail, p.ClientQueue)
 					continue
 				}
-				c.enqueue(tail, p.ClientQueue)
+				c.enqueueDeferred(tail, p.ClientQueue, &b.wakeups)
 			}
 		})
+	}
+	if len(b.wakeups) > 0 {
+		b.writers().pushAll(b.wakeups)
+		clear(b.wakeups)
+		b.wakeups = b.wakeups[:0]
 	}
 }
 

@@ -141,6 +141,13 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // enqueue appends one frame: "id:<clientId>\n" followed by the shared tail
 // ("event:...\ndata:...\n\n"). It never blocks; over the queue limit the client is evicted.
 func (c *Client) enqueue(tail []byte, limit int) bool {
+	return c.enqueueDeferred(tail, limit, nil)
+}
+
+// enqueueDeferred is enqueue that, given wakeups, collects adopted clients
+// that need a writer there instead of handing each to the pool on its own:
+// a fan-out then wakes the writers once.
+func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -164,9 +171,33 @@ func (c *Client) enqueue(tail []byte, limit int) bool {
 		c.queue = append(c.queue, '\r', '\n')
 	}
 	c.frames++
-	c.mu.Unlock()
-	c.signal()
+	c.wakeLocked(wakeups)
 	return true
+}
+
+// wakeLocked releases c.mu and wakes the client's writer: its Serve goroutine,
+// or the writer pool (now, or through wakeups).
+func (c *Client) wakeLocked(wakeups *[]*Client) {
+	cs := c.conn
+	if cs == nil {
+		c.mu.Unlock()
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if cs.scheduled {
+		c.mu.Unlock()
+		return
+	}
+	cs.scheduled = true
+	c.mu.Unlock()
+	if wakeups != nil {
+		*wakeups = append(*wakeups, c)
+	} else {
+		c.broker.writers().push(c)
+	}
 }
 
 // Close ends the client's stream with reason; Serve returns soon after.

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,10 @@ type connState struct {
 	lifetime     *time.Timer
 	retry        *time.Timer
 	unwatch      func() // stops watching the socket for a hangup
+
+	// Read by the timers, which re-arm themselves from these instead of being
+	// reset on every write (unix nanoseconds).
+	lastWrite, lastDelivery atomic.Int64
 }
 
 // writeSlice bounds one write on a connection without a file descriptor.
@@ -66,14 +71,31 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 			cs.raw = raw
 		}
 	}
-	if p.IdleTimeout > 0 {
-		cs.idle = time.AfterFunc(p.IdleTimeout, func() { c.Close(ReasonIdleTimeout) })
+	now := time.Now().UnixNano()
+	cs.lastWrite.Store(now)
+	cs.lastDelivery.Store(now)
+	if idle := p.IdleTimeout; idle > 0 {
+		cs.idle = time.AfterFunc(idle, func() {
+			if left := idle - time.Duration(time.Now().UnixNano()-cs.lastDelivery.Load()); left > 0 {
+				cs.idle.Reset(left)
+				return
+			}
+			c.Close(ReasonIdleTimeout)
+		})
 	}
 	if p.MaxLifetime > 0 {
 		cs.lifetime = time.AfterFunc(p.MaxLifetime, func() { c.Close(ReasonMaxLifetime) })
 	}
-	if p.Heartbeat > 0 {
-		cs.hb = time.AfterFunc(p.Heartbeat, c.heartbeat)
+	if hb := p.Heartbeat; hb > 0 {
+		cs.hb = time.AfterFunc(hb, func() {
+			if left := hb - time.Duration(time.Now().UnixNano()-cs.lastWrite.Load()); left > 0 {
+				cs.hb.Reset(left)
+				return
+			}
+			if c.heartbeat() {
+				cs.hb.Reset(hb)
+			}
+		})
 	}
 	b.adopted.Add(1)
 	cs.unwatch = b.writers().hangups.watch(c, cs)
@@ -92,38 +114,19 @@ func chunkHeader(dst []byte, size int) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// heartbeat queues an SSE comment; it is not a message and does not reset the idle timer.
-func (c *Client) heartbeat() {
+// heartbeat queues an SSE comment; it is not a message and does not reset
+// the idle timer. It reports false once the client is closed.
+func (c *Client) heartbeat() bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.queue = append(c.queue, "3\r\n:\n\n\r\n"...)
-	c.mu.Unlock()
-	c.signal()
+	c.wakeLocked(nil)
+	return true
 }
 
-// signal wakes the client's writer: its Serve goroutine or the writer pool.
-func (c *Client) signal() {
-	c.mu.Lock()
-	cs := c.conn
-	if cs == nil {
-		c.mu.Unlock()
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-		return
-	}
-	if cs.scheduled {
-		c.mu.Unlock()
-		return
-	}
-	cs.scheduled = true
-	c.mu.Unlock()
-	c.broker.writers().push(c)
-}
 
 // writerPool is the broker's writer goroutines for adopted connections, and
 // the watcher that notices their peers hanging up.
@@ -167,7 +170,25 @@ func (wp *writerPool) push(c *Client) {
 	wp.cond.Signal()
 }
 
-func (wp *writerPool) pop() *Client {
+// pushAll queues many clients with one lock and one wakeup per writer.
+func (wp *writerPool) pushAll(cs []*Client) {
+	if len(cs) == 0 {
+		return
+	}
+	wp.mu.Lock()
+	wp.queue = append(wp.queue, cs...)
+	wp.mu.Unlock()
+	if len(cs) == 1 {
+		wp.cond.Signal()
+	} else {
+		wp.cond.Broadcast()
+	}
+}
+
+// popBatch takes up to len(dst) clients (nil when the pool is stopped).
+// Batches keep the lock traffic per written client low; they are small
+// enough that writers share a burst.
+func (wp *writerPool) popBatch(dst []*Client) []*Client {
 	wp.mu.Lock()
 	for wp.head == len(wp.queue) {
 		wp.queue, wp.head = wp.queue[:0], 0
@@ -177,17 +198,21 @@ func (wp *writerPool) pop() *Client {
 		}
 		wp.cond.Wait()
 	}
-	c := wp.queue[wp.head]
-	wp.queue[wp.head] = nil
-	wp.head++
+	n := copy(dst, wp.queue[wp.head:])
+	clear(wp.queue[wp.head : wp.head+n])
+	wp.head += n
 	wp.mu.Unlock()
-	return c
+	return dst[:n]
 }
 
 func (wp *writerPool) run() {
 	defer wp.running.Done()
-	for c := wp.pop(); c != nil; c = wp.pop() {
-		c.writeConn()
+	var buf [16]*Client
+	for batch := wp.popBatch(buf[:]); batch != nil; batch = wp.popBatch(buf[:]) {
+		for i, c := range batch {
+			c.writeConn()
+			batch[i] = nil
+		}
 	}
 }
 
@@ -282,17 +307,14 @@ func (c *Client) writeConn() {
 	}
 	if len(cs.out) > 0 {
 		cs.stalledSince = time.Time{}
+		now := time.Now().UnixNano()
+		cs.lastWrite.Store(now)
 		if cs.outFrames > 0 {
 			c.delivered.Add(cs.outFrames)
 			b.stats.messagesOut.Add(cs.outFrames)
-			if cs.idle != nil {
-				cs.idle.Reset(p.IdleTimeout)
-			}
+			cs.lastDelivery.Store(now)
 		}
 		cs.outFrames = 0
-		if cs.hb != nil {
-			cs.hb.Reset(p.Heartbeat)
-		}
 	}
 
 	c.mu.Lock()
