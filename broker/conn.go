@@ -127,7 +127,6 @@ func (c *Client) heartbeat() bool {
 	return true
 }
 
-
 // writerPool is the broker's writer goroutines for adopted connections, and
 // the watcher that notices their peers hanging up.
 type writerPool struct {
