@@ -22,11 +22,19 @@ import (
 // hard RLIMIT_NOFILE is 20,000 per process and cannot be raised; 10,000
 // subscribers would need 20,000+ fds. 9,000 subscribers use ~18,000, leaving
 // headroom under 19,000 for the listener, the Go runtime and the test binary.
-func BenchmarkFanout9k(b *testing.B) { benchmarkFanout(b, 9000) }
+func BenchmarkFanout9k(b *testing.B) { benchmarkFanout(b, 9000, false) }
 
 // BenchmarkFanout1k is the same with 1,000 subscribers: allocs/event should be
 // the same as with 9,000 (the publish path allocates per event, not per subscriber).
-func BenchmarkFanout1k(b *testing.B) { benchmarkFanout(b, 1000) }
+func BenchmarkFanout1k(b *testing.B) { benchmarkFanout(b, 1000, false) }
+
+// BenchmarkFanoutAdopted9k and 1k are the same with the connections adopted
+// by the broker (hijack mode, the default for HTTP/1.1 in Caddy): the
+// broker's writer pool instead of a goroutine per subscriber.
+func BenchmarkFanoutAdopted9k(b *testing.B) { benchmarkFanout(b, 9000, true) }
+
+// BenchmarkFanoutAdopted1k: see BenchmarkFanoutAdopted9k.
+func BenchmarkFanoutAdopted1k(b *testing.B) { benchmarkFanout(b, 1000, true) }
 
 // tcpStream adapts the server side of a net.Conn to Stream.
 type tcpStream struct{ c net.Conn }
@@ -52,7 +60,7 @@ func raiseNoFile(b *testing.B, need uint64) {
 	}
 }
 
-func benchmarkFanout(b *testing.B, subscribers int) {
+func benchmarkFanout(b *testing.B, subscribers int, adopt bool) {
 	raiseNoFile(b, uint64(2*subscribers+500))
 
 	p := DefaultPolicy()
@@ -75,6 +83,7 @@ func benchmarkFanout(b *testing.B, subscribers int) {
 	)
 	defer func() {
 		cancel()
+		br.Close()
 		for _, c := range conns {
 			c.Close()
 		}
@@ -109,10 +118,14 @@ func benchmarkFanout(b *testing.B, subscribers int) {
 		if err := br.SetSubscriptions(c, []string{"posts/*"}); err != nil {
 			b.Fatal(err)
 		}
-		workers.Go(func() {
-			r := c.Serve(ctx, tcpStream{sc})
-			br.Disconnect(c, r)
-		})
+		if adopt {
+			br.Adopt(c, sc)
+		} else {
+			workers.Go(func() {
+				r := c.Serve(ctx, tcpStream{sc})
+				br.Disconnect(c, r)
+			})
+		}
 		workers.Go(func() {
 			// Count frames by their "\n\n" terminator, across read boundaries.
 			buf := make([]byte, 4096)

@@ -29,6 +29,13 @@ type connState struct {
 	conn net.Conn
 	raw  syscall.RawConn // nil: write with a short deadline instead
 
+	// rawWrite is built once so that a write allocates nothing; it writes
+	// wbuf and leaves the outcome in wn and werr.
+	rawWrite func(fd uintptr) bool
+	wbuf     []byte
+	wn       int
+	werr     error
+
 	// Guarded by Client.mu:
 	scheduled bool // queued for a writer, being written, or waiting for a retry
 	finished  bool
@@ -69,6 +76,14 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			cs.raw = raw
+			cs.rawWrite = func(fd uintptr) bool {
+				for {
+					cs.wn, cs.werr = syscall.Write(int(fd), cs.wbuf)
+					if cs.werr != syscall.EINTR {
+						return true // never park: EAGAIN is reported, not waited for
+					}
+				}
+			}
 		}
 	}
 	now := time.Now().UnixNano()
@@ -225,16 +240,10 @@ func (cs *connState) write(p []byte) (int, error) {
 		}
 		return n, err
 	}
-	var n int
-	var werr error
-	err := cs.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), p)
-			if werr != syscall.EINTR {
-				return true // never park: EAGAIN is reported, not waited for
-			}
-		}
-	})
+	cs.wbuf = p
+	err := cs.raw.Write(cs.rawWrite)
+	cs.wbuf = nil
+	n, werr := cs.wn, cs.werr
 	if n < 0 {
 		n = 0
 	}
