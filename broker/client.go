@@ -23,6 +23,16 @@ const (
 	ReasonShutdown     = "shutdown"
 )
 
+// cleanEnd reports whether a stream ending for reason ends cleanly: what was
+// queued is still written and the body is terminated properly.
+func cleanEnd(reason string) bool {
+	switch reason {
+	case ReasonIdleTimeout, ReasonMaxLifetime, ReasonDisconnected, ReasonShutdown:
+		return true
+	}
+	return false
+}
+
 // Stream is where a client's frames go: an HTTP response (handler package) or any writer.
 type Stream interface {
 	Write(p []byte) (int, error)
@@ -41,6 +51,7 @@ type Client struct {
 	mu     sync.Mutex
 	queue  []byte
 	frames uint64 // frames in queue
+	unsent int    // bytes taken from queue by an adopted connection's writer, not yet written
 	closed bool
 	reason string
 	wake   chan struct{} // capacity 1: "the queue is not empty"
@@ -153,8 +164,8 @@ func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) boo
 		c.mu.Unlock()
 		return false
 	}
-	size := len(c.queue) + 4 + len(c.id) + len(tail)
-	if limit > 0 && size > limit && len(c.queue) > 0 {
+	size := c.unsent + len(c.queue) + 4 + len(c.id) + len(tail)
+	if limit > 0 && size > limit && (len(c.queue) > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
 		c.broker.countEviction(c, ReasonQueueFull)
@@ -213,7 +224,9 @@ func (c *Client) closeLocked(reason string) {
 	}
 	c.closed = true
 	c.reason = reason
-	c.queue = nil
+	if !cleanEnd(reason) {
+		c.queue = nil // nobody will read it: free it now
+	}
 	close(c.done)
 	if cs := c.conn; cs != nil && !cs.scheduled {
 		cs.scheduled = true
@@ -291,7 +304,17 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			c.Close(ReasonClientGone)
 			return ReasonClientGone
 		case <-c.done:
-			return c.closeReason()
+			reason := c.closeReason()
+			if cleanEnd(reason) { // what was queued before the end still goes out
+				c.mu.Lock()
+				rest := c.queue
+				c.queue = nil
+				c.mu.Unlock()
+				if len(rest) > 0 {
+					_ = write(rest)
+				}
+			}
+			return reason
 		case <-idle:
 			c.Close(ReasonIdleTimeout)
 			return ReasonIdleTimeout

@@ -44,7 +44,7 @@ type connState struct {
 	out          []byte // the batch being written
 	off          int    // bytes of out already written
 	outFrames    uint64
-	stalledSince time.Time
+	batchStart   time.Time // when the batch in out was taken: it must be written within write_timeout
 	idle, hb     *time.Timer
 	lifetime     *time.Timer
 	retry        *time.Timer
@@ -280,23 +280,28 @@ func (c *Client) writeConn() {
 		cs.out, c.queue = c.queue, spare
 		cs.off, cs.outFrames = 0, c.frames
 		c.frames = 0
+		if len(cs.out) > 0 {
+			cs.batchStart = time.Now()
+		}
 	}
 	c.mu.Unlock()
 
 	for cs.off < len(cs.out) {
 		n, err := cs.write(cs.out[cs.off:])
 		cs.off += n
+		c.mu.Lock()
+		c.unsent = len(cs.out) - cs.off // counts against client_queue
+		c.mu.Unlock()
 		c.bytesOut.Add(uint64(n))
 		b.stats.bytesOut.Add(uint64(n))
 		if err == nil {
 			continue
 		}
 		if errors.Is(err, errWouldBlock) {
-			now := time.Now()
-			if cs.stalledSince.IsZero() || n > 0 {
-				cs.stalledSince = now
-			}
-			if p.WriteTimeout > 0 && now.Sub(cs.stalledSince) >= p.WriteTimeout {
+			// Like a write deadline in Serve: the whole batch must go out in time,
+			// however much the kernel trickles in (it grows a stalled socket's
+			// send buffer to megabytes, so "some progress" proves nothing).
+			if p.WriteTimeout > 0 && time.Since(cs.batchStart) >= p.WriteTimeout {
 				c.Close(ReasonWriteTimeout)
 				b.countEviction(c, ReasonWriteTimeout)
 				c.finishConn()
@@ -314,7 +319,6 @@ func (c *Client) writeConn() {
 		return
 	}
 	if len(cs.out) > 0 {
-		cs.stalledSince = time.Time{}
 		now := time.Now().UnixNano()
 		cs.lastWrite.Store(now)
 		if cs.outFrames > 0 {
@@ -354,12 +358,13 @@ func (c *Client) finishConn() {
 	}
 	cs.unwatch()
 	c.broker.Disconnect(c, reason) // forget it before the peer sees the end
-	switch reason {
-	case ReasonIdleTimeout, ReasonMaxLifetime, ReasonDisconnected, ReasonShutdown:
-		if cs.off == len(cs.out) { // never cut a chunk in half
-			_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			_, _ = cs.conn.Write(chunkEnd)
-		}
+	if cleanEnd(reason) && cs.off == len(cs.out) { // never cut a chunk in half
+		c.mu.Lock()
+		rest := append(c.queue, chunkEnd...) // what was queued still goes out
+		c.queue = nil
+		c.mu.Unlock()
+		_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = cs.conn.Write(rest)
 	}
 	_ = cs.conn.Close()
 	cs.out = nil

@@ -1,0 +1,158 @@
+package broker
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// adoptedPair adopts the server side of a loopback TCP connection for c and
+// returns the peer's side.
+func adoptedPair(t *testing.T, b *Broker, c *Client) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Adopt(c, srv)
+	return peer
+}
+
+func TestAdoptedFramesAreChunks(t *testing.T) {
+	p := DefaultPolicy()
+	p.Heartbeat = 0
+	b := New("adopt", p)
+	t.Cleanup(b.Close)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*")
+	peer := adoptedPair(t, b, c)
+	b.Publish(postEvent(t, "create", "r1", ""))
+	b.Disconnect(c, ReasonDisconnected)
+
+	got, err := io.ReadAll(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := connectFrameFor(c.ID())
+	event := "id:" + c.ID() + "\nevent:posts/*\n" +
+		`data:{"record":{"collectionId":"pbc_posts","collectionName":"posts","id":"r1"},"action":"create"}` + "\n\n"
+	// PB_CONNECT (queued before adoption) and the event may share a chunk or not;
+	// decode the chunked body and check it ends with the terminating chunk.
+	body, ended := decodeChunked(t, string(got))
+	if body != connect+event || !ended {
+		t.Fatalf("chunked body %q (ended %v)\nwant %q", got, ended, connect+event)
+	}
+	if _, ok := b.Client(c.ID()); ok {
+		t.Fatal("client still registered")
+	}
+}
+
+func decodeChunked(t *testing.T, s string) (string, bool) {
+	t.Helper()
+	r := bufio.NewReader(strings.NewReader(s))
+	var body strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return body.String(), false
+		}
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(line), "%x", &n); err != nil {
+			t.Fatalf("bad chunk header %q in %q", line, s)
+		}
+		if n == 0 {
+			rest, _ := io.ReadAll(r)
+			return body.String(), string(rest) == "\r\n"
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil || string(buf[n:]) != "\r\n" {
+			t.Fatalf("bad chunk of %d bytes in %q", n, s)
+		}
+		body.Write(buf[:n])
+	}
+}
+
+func TestAdoptedHangupForgetsClient(t *testing.T) {
+	b := New("adopt", nil)
+	t.Cleanup(b.Close)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*")
+	peer := adoptedPair(t, b, c)
+	peer.Close() // no write is pending: only the hangup watcher can notice
+	if err := waitUntil(func() bool { _, ok := b.Client(c.ID()); return !ok }); err != nil {
+		t.Fatalf("client still registered after its peer hung up: %v", err)
+	}
+	if b.Stats().Subscriptions != 0 {
+		t.Fatalf("subscriptions left: %d", b.Stats().Subscriptions)
+	}
+}
+
+// A peer that stops reading is evicted by write_timeout even though the
+// kernel keeps taking a little more now and then: a batch must go out in time.
+func TestAdoptedStalledPeerEvictedByWriteTimeout(t *testing.T) {
+	p := DefaultPolicy()
+	p.Heartbeat = 0
+	p.WriteTimeout = 300 * time.Millisecond
+	p.ClientQueue = 256 << 20 // only the write timeout can evict
+	b := New("adopt", p)
+	t.Cleanup(b.Close)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*")
+	_ = adoptedPair(t, b, c) // never read
+	big := strings.Repeat("x", 64<<10)
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		if _, ok := b.Client(c.ID()); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stalled peer not evicted within 20s")
+		}
+		b.Publish(postEvent(t, "update", fmt.Sprint("r", i), `,"blob":"`+big+`"`))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := b.Stats().Evictions[ReasonWriteTimeout]; n != 1 {
+		t.Fatalf("write_timeout evictions = %d (%v)", n, b.Stats().Evictions)
+	}
+}
+
+// What a writer has taken but not yet written counts against client_queue.
+func TestAdoptedUnsentCountsAgainstQueue(t *testing.T) {
+	p := DefaultPolicy()
+	p.Heartbeat = 0
+	p.WriteTimeout = time.Minute
+	p.ClientQueue = 1 << 20
+	b := New("adopt", p)
+	t.Cleanup(b.Close)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*")
+	_ = adoptedPair(t, b, c) // never read
+	big := strings.Repeat("y", 32<<10)
+	for i := 0; i < 4000; i++ {
+		b.Publish(postEvent(t, "update", fmt.Sprint("r", i), `,"blob":"`+big+`"`))
+		if _, ok := b.Client(c.ID()); !ok {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := b.Stats().Evictions[ReasonQueueFull]; n != 1 {
+		t.Fatalf("queue_full evictions = %d (%v)", n, b.Stats().Evictions)
+	}
+	if sent := c.bytesOut.Load(); sent > 64<<20 {
+		t.Fatalf("%d bytes were written to a peer that never reads: the queue is not bounded", sent)
+	}
+}
