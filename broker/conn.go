@@ -41,14 +41,14 @@ type connState struct {
 	finished  bool
 
 	// Owned by the one writer holding the client:
-	out          []byte // the batch being written
-	off          int    // bytes of out already written
-	outFrames    uint64
-	batchStart   time.Time // when the batch in out was taken: it must be written within write_timeout
-	idle, hb     *time.Timer
-	lifetime     *time.Timer
-	retry        *time.Timer
-	unwatch      func() // stops watching the socket for a hangup
+	out        []byte // the batch being written
+	off        int    // bytes of out already written
+	outFrames  uint64
+	batchStart time.Time // when the batch in out was taken: it must be written within write_timeout
+	idle, hb   *time.Timer
+	lifetime   *time.Timer
+	retry      *time.Timer
+	unwatch    func() // stops watching the socket for a hangup
 
 	// Read by the timers, which re-arm themselves from these instead of being
 	// reset on every write (unix nanoseconds).
@@ -357,7 +357,7 @@ func (c *Client) finishConn() {
 		}
 	}
 	cs.unwatch()
-	c.broker.Disconnect(c, reason) // forget it before the peer sees the end
+	c.broker.Disconnect(c, reason)                 // forget it before the peer sees the end
 	if cleanEnd(reason) && cs.off == len(cs.out) { // never cut a chunk in half
 		c.mu.Lock()
 		rest := append(c.queue, chunkEnd...) // what was queued still goes out
