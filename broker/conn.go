@@ -58,6 +58,11 @@ type connState struct {
 // writeSlice bounds one write on a connection without a file descriptor.
 const writeSlice = 2 * time.Millisecond
 
+// sendBuffer caps the kernel's send buffer of an adopted socket (the kernel
+// doubles it): plenty for event streams, and it keeps a stalled client's
+// backlog in our byte-bounded queue, where client_queue can see it.
+const sendBuffer = 256 << 10
+
 // retryDelay is when a stalled client's pending bytes are tried again.
 const retryDelay = 20 * time.Millisecond
 
@@ -85,6 +90,11 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 				}
 			}
 		}
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		// A stalled peer would otherwise get a send buffer autotuned to megabytes:
+		// kernel memory per stalled client, and copies that hide the stall.
+		_ = tc.SetWriteBuffer(sendBuffer)
 	}
 	now := time.Now().UnixNano()
 	cs.lastWrite.Store(now)
