@@ -76,6 +76,11 @@ var errWouldBlock = errors.New("write would block")
 // Transfer-Encoding: chunked) has been written, to the broker's writers. The
 // broker closes conn when the stream ends and then disconnects the client.
 func (b *Broker) Adopt(c *Client, conn net.Conn) {
+	if b.writers() == nil { // the broker was closed
+		_ = conn.Close()
+		b.Disconnect(c, ReasonShutdown)
+		return
+	}
 	p := b.Policy()
 	cs := &connState{conn: conn, scheduled: true}
 	if sc, ok := conn.(syscall.Conn); ok {

@@ -156,3 +156,18 @@ func TestAdoptedUnsentCountsAgainstQueue(t *testing.T) {
 		t.Fatalf("%d bytes were written to a peer that never reads: the queue is not bounded", sent)
 	}
 }
+
+// A stream adopted after its broker was closed (a request still in flight
+// during a config unload) is closed, not a panic.
+func TestAdoptAfterClose(t *testing.T) {
+	b := New("adopt", nil)
+	b.Close()
+	c := mustConnect(t, b)
+	peer := adoptedPair(t, b, c)
+	if _, err := io.ReadAll(peer); err != nil {
+		t.Fatalf("peer read: %v", err)
+	}
+	if _, ok := b.Client(c.ID()); ok {
+		t.Fatal("client still registered")
+	}
+}
