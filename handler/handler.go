@@ -139,7 +139,11 @@ func (h *Handler) adopt(c *broker.Client, conn net.Conn, hdr http.Header) {
 	}
 	_ = hdr.Write(&head)
 	head.WriteString("\r\n")
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	timeout := h.Broker.Policy().WriteTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	_, err := conn.Write(head.Bytes())
 	_ = conn.SetDeadline(time.Time{})
 	if err != nil {
