@@ -14,22 +14,30 @@ import (
 // returns the peer's side.
 func adoptedPair(t *testing.T, b *Broker, c *Client) net.Conn {
 	t.Helper()
+	srv, peer := tcpPair(t)
+	b.Adopt(c, srv)
+	return peer
+}
+
+// tcpPair returns both ends of a loopback TCP connection; the peer's end is
+// closed when the test ends.
+func tcpPair(t *testing.T) (server, peer net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
+	peer, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peer.Close() })
-	srv, err := ln.Accept()
+	server, err = ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Adopt(c, srv)
-	return peer
+	return server, peer
 }
 
 func TestAdoptedFramesAreChunks(t *testing.T) {

@@ -119,20 +119,7 @@ func TestWriteTimeoutEvicts(t *testing.T) {
 // The same over real TCP: a peer that never reads fills the socket buffers.
 func TestWriteTimeoutEvictsTCP(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close() // never read
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, peer := tcpPair(t) // the peer never reads
 	defer conn.Close()
 	_ = conn.(*net.TCPConn).SetWriteBuffer(4096)
 	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
