@@ -56,44 +56,6 @@ http://127.0.0.1:{PORT} {
 }
 `
 
-func postAs(t *testing.T, p *caddyProc, token, clientID string, topics ...string) reply {
-	t.Helper()
-	body := fmt.Sprintf(`{"clientId":%q,"subscriptions":[%s]}`, clientID, quoteAll(topics))
-	req, _ := http.NewRequest(http.MethodPost, p.url("/api/realtime"), strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b := new(strings.Builder)
-	_, _ = fmt.Fprint(b, readAll(resp))
-	return reply{resp.StatusCode, resp.Header, b.String()}
-}
-
-func quoteAll(topics []string) string {
-	q := make([]string, len(topics))
-	for i, t := range topics {
-		q[i] = fmt.Sprintf("%q", t)
-	}
-	return strings.Join(q, ",")
-}
-
-func readAll(resp *http.Response) string {
-	b := new(strings.Builder)
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
-		}
-	}
-}
-
 func TestCaddyAuthAndRules(t *testing.T) {
 	ep := newAuthEndpoint(t, map[string]string{
 		"alice-token": `{"id":"alice","collectionId":"_pb_users_auth_","collectionName":"users"}`,
@@ -105,13 +67,13 @@ func TestCaddyAuthAndRules(t *testing.T) {
 
 	guest := openStream(t, http.DefaultClient, p.url("/api/realtime"))
 	guestID := guest.connect(t)
-	if r := postAs(t, p, "", guestID, "notes/*", "chat"); r.status != http.StatusNoContent {
+	if r := p.subscribeAs(http.DefaultClient, p.url(""), "", guestID, "notes/*", "chat"); r.status != http.StatusNoContent {
 		t.Fatalf("guest subscribe: %d %s", r.status, r.body)
 	}
 	alice := openStream(t, http.DefaultClient, p.url("/api/realtime"))
 	aliceID := alice.connect(t)
 	for range 100 { // one lookup while cached
-		if r := postAs(t, p, "alice-token", aliceID, "notes/*"); r.status != http.StatusNoContent {
+		if r := p.subscribeAs(http.DefaultClient, p.url(""), "alice-token", aliceID, "notes/*"); r.status != http.StatusNoContent {
 			t.Fatalf("alice subscribe: %d %s", r.status, r.body)
 		}
 	}
@@ -130,11 +92,11 @@ func TestCaddyAuthAndRules(t *testing.T) {
 
 	wantForbidden := `{"data":{},"message":"The current and the previous request authorization don't match.","status":403}`
 	for name, token := range map[string]string{"switch to bob": "bob-token", "downgrade to guest": "", "invalid token": "forged"} {
-		if r := postAs(t, p, token, aliceID, "notes/*"); r.status != http.StatusForbidden || r.body != wantForbidden {
+		if r := p.subscribeAs(http.DefaultClient, p.url(""), token, aliceID, "notes/*"); r.status != http.StatusForbidden || r.body != wantForbidden {
 			t.Errorf("%s: %d %s", name, r.status, r.body)
 		}
 	}
-	r := postAs(t, p, "alice-token", aliceID, "admin_stats")
+	r := p.subscribeAs(http.DefaultClient, p.url(""), "alice-token", aliceID, "admin_stats")
 	if r.status != http.StatusForbidden || !strings.Contains(r.body, `You are not allowed to subscribe to \"admin_stats\".`) {
 		t.Errorf("admin topic for a non-admin: %d %s", r.status, r.body)
 	}
@@ -154,7 +116,7 @@ func TestCaddyAuthAndRules(t *testing.T) {
 	ep.Close()
 	newcomer := openStream(t, http.DefaultClient, p.url("/api/realtime"))
 	id := newcomer.connect(t)
-	r = postAs(t, p, "carol-token", id, "notes/*")
+	r = p.subscribeAs(http.DefaultClient, p.url(""), "carol-token", id, "notes/*")
 	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"status":503`) {
 		t.Fatalf("lookup endpoint down: %d %s", r.status, r.body)
 	}

@@ -187,12 +187,21 @@ func (p *caddyProc) publish(body string, want int) {
 	}
 }
 
-// subscribe sets a client's topics with a POST to the realtime endpoint.
+// subscribe sets a client's topics with a POST to the realtime endpoint, as a guest.
 func (p *caddyProc) subscribe(client *http.Client, base, clientID string, topics ...string) reply {
+	p.t.Helper()
+	return p.subscribeAs(client, base, "", clientID, topics...)
+}
+
+// subscribeAs is subscribe with the SDK's raw token in Authorization ("" = none).
+func (p *caddyProc) subscribeAs(client *http.Client, base, token, clientID string, topics ...string) reply {
 	p.t.Helper()
 	body, _ := json.Marshal(map[string]any{"clientId": clientID, "subscriptions": topics})
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/realtime", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		p.t.Fatal(err)
