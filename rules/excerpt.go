@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -9,42 +10,57 @@ import (
 )
 
 // excerpt is the `:excerpt(max, withEllipsis?)` fields modifier: the plain
-// text of an HTML string, cut to about max bytes.
+// text of an HTML string, cut to max characters.
 type excerpt struct {
 	max      int
 	ellipsis bool
 }
 
-// parseModifier parses "excerpt(200, true)". PocketBase splits modifiers on
-// parentheses, commas and spaces alike, so "excerpt(200 true)" is accepted
-// too. It returns nil for anything PocketBase would refuse.
-func parseModifier(raw string) *excerpt {
-	parts := strings.FieldsFunc(raw, func(r rune) bool {
-		return r == '(' || r == ')' || r == ',' || r == ' '
-	})
-	if len(parts) < 2 || len(parts) > 3 || parts[0] != "excerpt" {
-		return nil
+// parseModifier parses "excerpt(200, true)" as PocketBase's picker does: the
+// modifier is tokenized on parentheses, commas and spaces alike (so
+// "excerpt(200 true)" and "excerpt 200" are accepted too), quotes group, the
+// name is case-sensitive, max is read with spf13/cast's ToInt and must be
+// > 0, withEllipsis with strconv.ParseBool (anything else is false). ok is
+// false for anything PocketBase refuses.
+func parseModifier(raw string) (*excerpt, bool) {
+	parts, ok := tokenize(raw, "(), ", true)
+	if !ok || len(parts) < 2 || len(parts) > 3 || parts[0] != "excerpt" {
+		return nil, false
 	}
-	max, ok := parseMaxArg(parts[1])
-	if !ok {
-		return nil
+	max := castToInt(parts[1])
+	if max <= 0 {
+		return nil, false
 	}
 	e := &excerpt{max: max}
 	if len(parts) == 3 {
 		e.ellipsis, _ = strconv.ParseBool(parts[2])
 	}
-	return e
+	return e, true
 }
 
-// parseMaxArg reads a positive integer; like PocketBase's cast it accepts a
-// zero fraction ("200.0").
-func parseMaxArg(s string) (int, bool) {
-	if i := strings.IndexByte(s, '.'); i >= 0 && strings.Trim(s[i+1:], "0") == "" {
-		s = s[:i]
+// castToInt is spf13/cast v1.10's ToInt for a string: a fraction is dropped
+// ("10.9" is 10, ".5" is 0), then strconv.ParseInt with base 0 ("0x10" is
+// 16, "010" is 8, "1_000" is 1000); anything unparsable is 0.
+func castToInt(s string) int {
+	if strings.Contains(s, ".") {
+		if m := castDecimal.FindStringSubmatch(s); m != nil {
+			s = m[1]
+			switch s {
+			case "-", "+":
+				s += "0"
+			case "":
+				s = "0"
+			}
+		}
 	}
-	n, err := strconv.Atoi(s)
-	return n, err == nil && n > 0
+	n, err := strconv.ParseInt(s, 0, 0)
+	if err != nil {
+		return 0
+	}
+	return int(n)
 }
+
+var castDecimal = regexp.MustCompile(`^([-+]?\d*)(\.\d*)?$`)
 
 // excludedTags hold no readable text; inlineTags do not separate words.
 var (
@@ -110,15 +126,13 @@ func (e *excerpt) apply(v any) any {
 	}
 	walk(doc)
 
+	// Characters, not bytes, as PocketBase (which converts to []rune once
+	// the byte length passes max). Text gathering above stops on bytes, as
+	// PocketBase's does.
 	out := strings.TrimSpace(b.String())
-	if len(out) > e.max {
-		// PocketBase cuts at max bytes; stepping back to a character
-		// boundary avoids emitting a broken UTF-8 sequence.
-		cut := e.max
-		for cut > 0 && !utf8.RuneStart(out[cut]) {
-			cut--
-		}
-		out = strings.TrimSpace(out[:cut])
+	if len(out) > e.max && utf8.RuneCountInString(out) > e.max {
+		runes := []rune(out)
+		out = strings.TrimSpace(string(runes[:e.max]))
 		if e.ellipsis {
 			out += "..."
 		}

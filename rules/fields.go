@@ -13,17 +13,23 @@ import (
 //
 // It returns a new map and never mutates record; values that are kept whole
 // are shared with record, so treat the result as read-only. An empty list
-// keeps every key. A modifier that PocketBase would reject (unknown name,
-// bad arguments) is ignored and the field kept as it is, because a realtime
-// message has no way to report the error. Where PocketBase's choice depends
-// on map order (a key named both whole and by a sub-path, "a,a.b") the whole
-// value wins.
+// keeps every key.
+//
+// As in PocketBase v0.40.4 (tools/picker, and apis/realtime.go, which sends
+// the whole record when picking fails; observed on a live server), a list
+// PocketBase cannot parse keeps the whole record: an unbalanced quote or
+// parenthesis, or any invalid modifier (unknown name, "excerpt" without a
+// maximum, a maximum that is not a positive integer, too many arguments),
+// even when the other fields are fine. A path is what precedes the first
+// ":", untrimmed, so "title :excerpt(5)" names the key "title " (nothing).
+// Where PocketBase's choice depends on map order (a key named both whole and
+// by a sub-path, "a,a.b") the whole value wins.
 func PickFields(record map[string]any, fields string) map[string]any {
 	if record == nil {
 		return nil
 	}
-	parsed := parseFields(fields)
-	if len(parsed) == 0 {
+	parsed, ok := parseFields(fields)
+	if !ok || len(parsed) == 0 {
 		return maps.Clone(record)
 	}
 	return pickMap(record, parsed)
@@ -32,53 +38,87 @@ func PickFields(record map[string]any, fields string) map[string]any {
 // fieldSet maps a field path to its modifier (nil for none).
 type fieldSet map[string]*excerpt
 
-// parseFields splits the list on commas outside parentheses and quotes, as
-// PocketBase's tokenizer does.
-func parseFields(raw string) fieldSet {
-	out := fieldSet{}
-	for _, f := range splitTopLevel(raw) {
-		f = strings.TrimSpace(f)
-		if f == "" {
+// parseFields parses the list as PocketBase's picker.parseFields: tokens
+// split on commas outside parentheses and quotes, each cut at its first ":"
+// into a path and a modifier. ok is false when PocketBase would refuse it.
+func parseFields(raw string) (fieldSet, bool) {
+	tokens, ok := tokenize(raw, ",", false)
+	if !ok {
+		return nil, false
+	}
+	out := make(fieldSet, len(tokens))
+	for _, f := range tokens {
+		path, mod, hasMod := strings.Cut(strings.TrimSpace(f), ":")
+		if !hasMod {
+			out[path] = nil
 			continue
 		}
-		path, mod, hasMod := strings.Cut(f, ":")
-		path = strings.TrimSpace(path)
-		if hasMod {
-			out[path] = parseModifier(mod) // nil when invalid: ignored
-		} else {
-			out[path] = nil
+		m, ok := parseModifier(mod)
+		if !ok {
+			return nil, false
 		}
+		out[path] = m
 	}
-	return out
+	return out, true
 }
 
-// splitTopLevel splits s on commas that are not inside parentheses or
-// quotes.
-func splitTopLevel(s string) []string {
-	var parts []string
-	depth, start := 0, 0
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'' || c == '`':
-			quote = c
-		case c == '(':
-			depth++
-		case c == ')':
-			if depth > 0 {
-				depth--
-			}
-		case c == ',' && depth == 0:
-			parts = append(parts, s[start:i])
-			start = i + 1
+// tokenWhitespace is the tokenizer's whitespace (trimmed from each token
+// unless it is a separator).
+const tokenWhitespace = "\t\n\v\f\r \u0085\u00A0"
+
+// tokenize is PocketBase's tools/tokenizer: tokens separated by any rune of
+// seps outside quotes ('"`) and, unless ignoreParens, outside parentheses; a
+// backslash makes the next rune count as plain text for quotes and
+// parentheses; tokens are trimmed of whitespace that is not a separator and
+// empty ones dropped. ok is false for an unbalanced quote or parenthesis.
+func tokenize(s, seps string, ignoreParens bool) ([]string, bool) {
+	cutset := strings.Map(func(r rune) rune {
+		if strings.ContainsRune(seps, r) {
+			return -1
 		}
+		return r
+	}, tokenWhitespace)
+	var tokens []string
+	var buf strings.Builder
+	var quote, prev rune
+	parens := 0
+	flush := func() {
+		if t := strings.Trim(buf.String(), cutset); t != "" {
+			tokens = append(tokens, t)
+		}
+		buf.Reset()
 	}
-	return append(parts, s[start:])
+	for _, r := range s {
+		// tools/tokenizer reads runes with bufio.Reader.ReadRune, which
+		// turns invalid UTF-8 into U+FFFD; ranging over a string does too.
+		if prev != '\\' {
+			switch {
+			case !ignoreParens && r == '(' && quote == 0:
+				parens++
+			case !ignoreParens && r == ')' && parens > 0 && quote == 0:
+				parens--
+			case r == '\'' || r == '"' || r == '`':
+				switch quote {
+				case r:
+					quote = 0
+				case 0:
+					quote = r
+				}
+			}
+		}
+		if strings.ContainsRune(seps, r) && parens == 0 && quote == 0 {
+			flush()
+			prev = 0
+			continue
+		}
+		prev = r
+		buf.WriteRune(r)
+	}
+	if parens > 0 || quote != 0 {
+		return nil, false
+	}
+	flush()
+	return tokens, true
 }
 
 // pickMap keeps the keys of data named by fields.
