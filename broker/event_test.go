@@ -256,7 +256,8 @@ func TestParseOptions(t *testing.T) {
 			query: map[string]string{"a": "b"},
 		},
 		{name: "malformed JSON", topic: "posts/*?options=%7Bnot-json", isNil: true},
-		{name: "truncated JSON", topic: "posts/*?options=" + urlEnc(`{"query":{"a":"b"}`), isNil: true},
+		// PocketBase v0.40.4 keeps what json/v2 decoded before the error.
+		{name: "truncated JSON", topic: "posts/*?options=" + urlEnc(`{"query":{"a":"b"}`), query: map[string]string{"a": "b"}},
 		{name: "array", topic: "posts/*?options=%5B%5D", isNil: true},
 		{name: "query is a string", topic: "posts/*?options=" + urlEnc(`{"query":"x"}`), isNil: true},
 		{name: "bad escape", topic: "posts/*?options=%ZZ", isNil: true},

@@ -1,15 +1,13 @@
 package broker
 
 import (
-	"sync"
-
-	"github.com/caddy-realtime/realtime/rules"
-
-	"encoding/json"
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"unicode"
+
+	"github.com/caddy-realtime/realtime/rules"
 )
 
 // Wildcard is the topic that subscribes to record events of every collection.
@@ -34,17 +32,57 @@ type Options struct {
 	Query   map[string]string
 	Headers map[string]string
 
+	// The filter is compiled when the options are parsed, on the
+	// subscription path, so that publishing never compiles; Options built
+	// by hand compile it on first use.
 	filterOnce sync.Once
 	filter     *rules.Rule
 	filterErr  error
 }
 
-// compiledFilter compiles options.query.filter once per topic string.
+// compiledFilter is options.query.filter compiled (nil, nil without one).
+// Invalid filters, and filters PocketBase refuses (more than 200
+// expressions), give an error: such a subscription receives nothing.
 func (o *Options) compiledFilter() (*rules.Rule, error) {
 	o.filterOnce.Do(func() {
-		o.filter, o.filterErr = rules.Compile(o.Filter())
+		if f := o.Filter(); f != "" {
+			o.filter, o.filterErr = CompileFilter(f)
+		}
 	})
 	return o.filter, o.filterErr
+}
+
+// FilterError is options.query.filter's compile error, nil when there is no
+// filter or it is valid.
+func (o *Options) FilterError() error {
+	if o == nil {
+		return nil
+	}
+	_, err := o.compiledFilter()
+	return err
+}
+
+// SuperuserOnly names the identifier ("@collection." or "@request.") that
+// makes PocketBase refuse the filter of a subscriber who is not a superuser,
+// or returns "". PocketBase (apis/record_helpers.go,
+// checkForSuperuserOnlyRuleFields) looks for those strings anywhere in the
+// filter and sort options, even inside a string literal, and only when a
+// filter is set; the event is then not sent. Observed on PocketBase v0.40.4:
+// a guest's subscription with such a filter is accepted (204) and gets no
+// events.
+func (o *Options) SuperuserOnly() string {
+	if o.Filter() == "" {
+		return ""
+	}
+	for _, param := range [...]string{"filter", "sort"} {
+		v := o.Query[param]
+		for _, field := range [...]string{"@collection.", "@request."} {
+			if strings.Contains(v, field) {
+				return field
+			}
+		}
+	}
+	return ""
 }
 
 // Filter is options.query.filter, narrowing which events a subscription gets.
@@ -91,54 +129,39 @@ func ValidateTopic(topic string, wildcard bool) error {
 }
 
 // ParseOptions extracts the "options" query parameter of a topic the way
-// PocketBase does; malformed options are ignored (nil), as PocketBase ignores them.
+// PocketBase v0.40.4 does (tools/subscriptions.DefaultClient.Subscribe):
+// url.Parse the whole topic (a topic it refuses, such as "a:b" with a digit
+// first or a bad %-escape before the "?", has no options; a "#" starts a
+// fragment that is not part of the query), take the first "options" value
+// (names are case-sensitive, pairs containing ";" are dropped, "+" is a
+// space), then decode it with decodeOptions. It returns nil when there are
+// no options. A filter is compiled (through a shared cache) before
+// ParseOptions returns.
 func ParseOptions(topic string) *Options {
-	i := strings.IndexByte(topic, '?')
-	if i < 0 {
+	if strings.IndexByte(topic, '?') < 0 {
 		return nil
 	}
-	q, err := url.ParseQuery(topic[i+1:])
-	if err != nil && len(q) == 0 {
+	u, err := url.Parse(topic)
+	if err != nil {
 		return nil
 	}
-	raw := q.Get("options")
+	raw := u.Query().Get("options")
 	if raw == "" {
 		return nil
 	}
-	var decoded struct {
-		Query   map[string]any `json:"query"`
-		Headers map[string]any `json:"headers"`
+	query, headers := decodeOptions([]byte(raw))
+	opts := &Options{Query: query}
+	if len(headers) > 0 {
+		opts.Headers = make(map[string]string, len(headers))
+		for k, v := range headers {
+			opts.Headers[snakeLower(k)] = v
+		}
 	}
-	if err := json.Unmarshal([]byte(raw), &decoded); err != nil {
-		return nil
-	}
-	opts := &Options{Query: stringify(decoded.Query, false), Headers: stringify(decoded.Headers, true)}
 	if len(opts.Query) == 0 && len(opts.Headers) == 0 {
 		return nil
 	}
+	_, _ = opts.compiledFilter()
 	return opts
-}
-
-func stringify(m map[string]any, headerNames bool) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		if headerNames {
-			k = snakeLower(k)
-		}
-		switch v := v.(type) {
-		case string:
-			out[k] = v
-		case nil:
-			out[k] = ""
-		default:
-			b, _ := json.Marshal(v)
-			out[k] = string(b)
-		}
-	}
-	return out
 }
 
 // snakeLower names a header as PocketBase's inflector.Snakecase does ("X-Token" and
