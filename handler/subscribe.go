@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-realtime/realtime/broker"
+	"github.com/caddy-realtime/realtime/rules"
 )
 
 // subscribeRequest is the POST body; encoding/json matches field names
@@ -34,7 +36,8 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	policy := h.Broker.Policy()
-	if data := validateSubscribe(req, policy); data != nil {
+	data, opts := validateSubscribe(req, policy)
+	if data != nil {
 		writeError(w, http.StatusBadRequest, msgGeneric, data)
 		return
 	}
@@ -60,6 +63,19 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	if err := c.ReplaceAuth(auth); err != nil {
 		writeError(w, http.StatusForbidden, "The current and the previous request authorization don't match.", nil)
 		return
+	}
+	if auth == nil || !auth.Superuser {
+		// PocketBase v0.40.4 accepts a non-superuser's filter containing
+		// "@request." or "@collection." (anywhere, even in a string, or in
+		// sort when a filter is set) with 204 and then never sends that
+		// subscription an event (observed); we refuse it with the message
+		// PocketBase's list API gives for the same filter.
+		for _, o := range opts {
+			if field := o.SuperuserOnly(); field != "" {
+				writeError(w, http.StatusForbidden, "Only superusers can filter by "+field, nil)
+				return
+			}
+		}
 	}
 	if err := h.Broker.SetSubscriptions(c, req.Subscriptions); err != nil {
 		var te *broker.TopicError
@@ -140,8 +156,15 @@ func readErrorStatus(err error) int {
 }
 
 // validateSubscribe applies PocketBase's limits (counted in bytes) plus our
-// topic checks, returning PocketBase's per-field error data or nil.
-func validateSubscribe(req subscribeRequest, p *broker.Policy) map[string]any {
+// topic checks, returning PocketBase's per-field error data or nil, and the
+// topics' parsed options (nil entries for topics without options).
+//
+// A topic whose options.query.filter does not compile (bad syntax, an
+// identifier we cannot evaluate, more than 200 expressions...) is refused
+// here, so that the POST pays for compiling and the publish path never does.
+// PocketBase v0.40.4 accepts such a subscription with 204 and then sends it
+// nothing (observed); a 400 tells the developer why.
+func validateSubscribe(req subscribeRequest, p *broker.Policy) (map[string]any, []*broker.Options) {
 	data := map[string]any{}
 	switch {
 	case req.ClientID == "":
@@ -150,15 +173,19 @@ func validateSubscribe(req subscribeRequest, p *broker.Policy) map[string]any {
 		data["clientId"] = lengthError(1, 255)
 	}
 	maxSubs, maxLen := p.MaxSubscriptions, p.MaxTopicLength
+	var opts []*broker.Options
 	if maxSubs > 0 && len(req.Subscriptions) > maxSubs {
 		data["subscriptions"] = lengthError(0, maxSubs)
 	} else {
 		items := map[string]any{}
+		opts = make([]*broker.Options, len(req.Subscriptions))
 		for i, topic := range req.Subscriptions {
 			if maxLen > 0 && len(topic) > maxLen {
 				items[strconv.Itoa(i)] = lengthError(0, maxLen)
 			} else if err := broker.ValidateTopic(topic, p.Wildcard); err != nil {
 				items[strconv.Itoa(i)] = topicFieldError(err)
+			} else if opts[i] = broker.ParseOptions(topic); opts[i].FilterError() != nil {
+				items[strconv.Itoa(i)] = filterFieldError(opts[i].FilterError())
 			}
 		}
 		if len(items) > 0 {
@@ -166,9 +193,19 @@ func validateSubscribe(req subscribeRequest, p *broker.Policy) map[string]any {
 		}
 	}
 	if len(data) == 0 {
-		return nil
+		return nil, opts
 	}
-	return data
+	return data, nil
+}
+
+// filterFieldError describes a refused options.query.filter.
+func filterFieldError(err error) fieldError {
+	msg := err.Error()
+	var re *rules.Error
+	if errors.As(err, &re) {
+		msg = fmt.Sprintf("%s at position %d", re.Msg, re.Pos)
+	}
+	return fieldError{Code: "validation_invalid_filter", Message: "Invalid filter option: " + msg + "."}
 }
 
 func topicErrorData(index int, err error) map[string]any {
