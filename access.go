@@ -7,7 +7,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -161,14 +160,6 @@ func authenticate(a *auth.Authenticator, rs *broker.RuleSet) func(*http.Request)
 		cp.Superuser = rs.IsSuperuser(&cp)
 		return &cp, nil
 	}
-}
-
-// accessStats are the auth and rule counters of each broker's current config, for metrics.
-var accessStats sync.Map // broker name -> *accessState
-
-type accessState struct {
-	authn *auth.Authenticator // nil without auth
-	rules *broker.RuleSet
 }
 
 func logRules(log *zap.Logger, name string, rs *broker.RuleSet) {

@@ -117,7 +117,9 @@ func startCaddy(t *testing.T, caddyfile string) *caddyProc {
 		resp, err := http.Get("http://" + p.admin + "/realtime/stats")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// The admin endpoint answers before the site listens: wait for both.
+			if conn, derr := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port)); resp.StatusCode == http.StatusOK && derr == nil {
+				conn.Close()
 				return p
 			}
 		}

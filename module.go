@@ -103,45 +103,65 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision joins (or creates) the named broker and swaps in this config's policy.
+// Provision joins (or creates) the named broker and registers this config's
+// policy with the realtime app, which puts it in force when the config commits.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.Broker == "" {
 		h.Broker = DefaultBroker
 	}
+	appIface, err := ctx.App("realtime")
+	if err != nil {
+		return fmt.Errorf("loading realtime app: %w", err)
+	}
+	app := appIface.(*App)
 	policy := h.policy()
 	rs, err := h.buildRuleSet()
 	if err != nil {
 		return err
 	}
 	policy.Access = rs
+	var authn *auth.Authenticator
+	if h.Auth != nil {
+		cfg, err := h.Auth.authConfig()
+		if err != nil {
+			return err
+		}
+		if authn, err = auth.New(cfg); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		policy.ForgetAuth = authn.Forget
+	}
+	b, err := acquireBroker(h.Broker)
+	if err != nil {
+		if authn != nil {
+			authn.Close()
+		}
+		return err
+	}
+	h.broker = b
+	want := &brokerPolicy{broker: b, policy: policy, access: &accessState{authn: authn, rules: rs}, options: h.brokerOptions()}
+	got, err := app.register(h.Broker, want)
+	if got != want && authn != nil {
+		authn.Close() // an identical handler registered first: share its auth cache
+	}
+	if err != nil {
+		return err
+	}
+	if got == want {
+		h.authn = authn // this handler owns it and closes it in Cleanup
+	}
 	h.handler = &handler.Handler{
+		Broker:      b,
 		ClientIP:    caddyClientIP,
 		CORSOrigins: h.CORSOrigins,
 		Compress:    h.Compress,
 		Hijack:      h.Hijack == nil || *h.Hijack,
 		Logger:      h.logger,
 	}
-	if h.Auth != nil {
-		cfg, err := h.Auth.authConfig()
-		if err != nil {
-			return err
-		}
-		if h.authn, err = auth.New(cfg); err != nil {
-			return fmt.Errorf("auth: %w", err)
-		}
-		h.handler.Authenticate = authenticate(h.authn, rs)
-		policy.ForgetAuth = h.authn.Forget
+	if got.access.authn != nil {
+		h.handler.Authenticate = authenticate(got.access.authn, got.access.rules)
 	}
-	b, err := acquireBroker(h.Broker)
-	if err != nil {
-		return err
-	}
-	h.broker = b
-	h.handler.Broker = b
-	b.SetPolicy(policy)
-	accessStats.Store(h.Broker, &accessState{authn: h.authn, rules: rs})
-	logRules(h.logger, h.Broker, rs)
 	if err := registerMetrics(ctx); err != nil {
 		return err
 	}

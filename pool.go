@@ -26,7 +26,10 @@ func (p pooledBroker) Destruct() error {
 
 func acquireBroker(name string) (*broker.Broker, error) {
 	v, _, err := brokers.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return pooledBroker{broker.New(name, nil)}, nil
+		// Nothing is allowed until a config commits its policy (App.Start).
+		p := broker.DefaultPolicy()
+		p.Access = broker.DenyAll
+		return pooledBroker{broker.New(name, p)}, nil
 	})
 	if err != nil {
 		return nil, err

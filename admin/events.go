@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/caddy-realtime/realtime/broker"
@@ -22,6 +24,13 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request, b *broker.B
 	// after the object: make sure nothing (not even a stray '}') follows it.
 	if err := checkJSON(body, "an event object or an array of events"); err != nil {
 		return err
+	}
+	if err := b.CheckEvents(events); err != nil {
+		var ee *broker.EventError
+		if errors.As(err, &ee) && bytes.TrimSpace(body)[0] == '{' {
+			err = ee.Err // a single event: no index, as DecodeEvents
+		}
+		return Error{Code: http.StatusBadRequest, Err: err}
 	}
 	return writeJSON(w, struct {
 		Published int `json:"published"`

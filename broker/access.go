@@ -1,6 +1,9 @@
 package broker
 
-import "errors"
+import (
+	"encoding/json"
+	"errors"
+)
 
 // Auth is the identity a client proved with its last subscription POST.
 type Auth struct {
@@ -56,11 +59,31 @@ func (c *Client) ReplaceAuth(a *Auth) error {
 	return nil
 }
 
-// authState pairs an auth record with its identity, computed once, so the
-// publish path can key rule results by identity without allocating.
+// authState pairs an auth record with its identity and its fingerprint,
+// computed once, so the publish path can key rule results without allocating.
 type authState struct {
 	auth     *Auth
 	identity string
+	// fingerprint is everything a rule can read of the auth record: its
+	// superuser status and its whole content. Rule answers are shared only
+	// between clients with equal fingerprints, never merely the same id.
+	fingerprint string
+}
+
+func newAuthState(a *Auth) *authState {
+	return &authState{auth: a, identity: a.Identity(), fingerprint: authFingerprint(a)}
+}
+
+func authFingerprint(a *Auth) string {
+	rec, err := json.Marshal(a.Record) // map keys sorted: equal records, equal text
+	if err != nil {
+		return "\x00unique:" + newClientID() // cannot compare: share with nobody
+	}
+	su := "0"
+	if a.Superuser {
+		su = "1"
+	}
+	return su + a.Collection + "/" + a.ID + "\x00" + string(rec)
 }
 
 // Auth is the client's current auth record, nil for a guest.
@@ -79,6 +102,14 @@ func (c *Client) identity() string {
 	return ""
 }
 
+// fingerprint is "" for a guest; see authState.
+func (c *Client) fingerprint() string {
+	if st := c.auth.Load(); st != nil {
+		return st.fingerprint
+	}
+	return ""
+}
+
 // SetAuth replaces the client's auth record unconditionally (nil = guest).
 func (c *Client) SetAuth(a *Auth) {
 	c.authMu.Lock()
@@ -91,10 +122,22 @@ func (c *Client) setAuthLocked(a *Auth) {
 	if a == nil {
 		c.auth.Store(nil)
 	} else {
-		c.auth.Store(&authState{auth: a, identity: a.Identity()})
+		c.auth.Store(newAuthState(a))
 	}
 	if c.isClosed() {
 		a = nil // a disconnected client must not re-enter the index
 	}
 	c.broker.identities.move(c, old, a)
 }
+
+// DenyAll is the Access of a broker whose configuration is not committed yet:
+// nobody may subscribe to anything and nobody receives anything.
+var DenyAll Access = denyAll{}
+
+type denyAll struct{}
+
+var errNotReady = errors.New("the realtime configuration is still loading, retry shortly")
+
+func (denyAll) CanSubscribe(*Auth, string) error                   { return errNotReady }
+func (denyAll) CanReceive(*Auth, *Event, TopicKind, *Options) bool { return false }
+func (denyAll) PickFields() FieldPicker                            { return nil }

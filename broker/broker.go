@@ -125,6 +125,15 @@ func (b *Broker) SetPolicy(p *Policy) {
 	b.policy.Store(p)
 }
 
+// SwapPolicy replaces old with p only if old is still the current policy, so
+// that undoing a config that failed to start cannot overwrite a newer one.
+func (b *Broker) SwapPolicy(old, p *Policy) bool {
+	if p.Logger == nil {
+		p.Logger = zap.NewNop()
+	}
+	return b.policy.CompareAndSwap(old, p)
+}
+
 func (b *Broker) shard(id string) *clientShard {
 	return &b.clients[maphash.String(b.seed, id)%clientShards]
 }
@@ -333,13 +342,49 @@ func (b *Broker) Publish(events ...*Event) int {
 			continue
 		}
 		start := time.Now()
-		b.refreshAuth(ev)
-		b.fanout(ev)
+		if ev.Action == ActionDelete {
+			// A user deleting their own record still receives the delete
+			// (judged with the auth they had), then becomes a guest.
+			b.fanout(ev)
+			b.refreshAuth(ev)
+		} else {
+			b.refreshAuth(ev)
+			b.fanout(ev)
+		}
 		b.stats.fanout.observe(time.Since(start))
 		b.stats.eventsIn.Add(1)
 		published++
 	}
 	return published
+}
+
+// EventError says which event of a batch was refused and why.
+type EventError struct {
+	Index int
+	Err   error
+}
+
+func (e *EventError) Error() string { return fmt.Sprintf("event %d: %v", e.Index, e.Err) }
+func (e *EventError) Unwrap() error { return e.Err }
+
+// CheckEvents refuses, before anything is published, events that the current
+// policy cannot judge: records missing a field their collection's rules read,
+// and updates of a signed-in client's auth record missing a field rules read
+// through @request.auth.*. Publish all of them or none.
+func (b *Broker) CheckEvents(events []*Event) error {
+	p := b.Policy()
+	checker, _ := p.Access.(interface{ CheckEvent(*Event) error })
+	for i, ev := range events {
+		if checker != nil {
+			if err := checker.CheckEvent(ev); err != nil {
+				return &EventError{Index: i, Err: err}
+			}
+		}
+		if err := b.checkAuthRecord(ev, p.Access); err != nil {
+			return &EventError{Index: i, Err: err}
+		}
+	}
+	return nil
 }
 
 // remember records an idempotency id; false means it was seen recently.
@@ -357,9 +402,9 @@ func (b *Broker) remember(id string) bool {
 }
 
 type memoKey struct {
-	identity string
-	kind     TopicKind
-	ts       *topicSubs // set when the subscription has options, which rules and filters may read
+	auth string // the client's auth fingerprint: equal auth records share answers
+	kind TopicKind
+	ts   *topicSubs // set when the subscription has options, which rules and filters may read
 }
 
 func (b *Broker) fanout(ev *Event) {
@@ -396,10 +441,10 @@ func (b *Broker) fanout(ev *Event) {
 	}
 }
 
-// allowed evaluates rules once per distinct identity (and filter once per identity
-// and subscription) per event; called with pubMu held.
+// allowed evaluates rules once per distinct auth record (and filter once per
+// auth record and subscription) per event; called with pubMu held.
 func (b *Broker) allowed(a Access, c *Client, ev *Event, kind TopicKind, ts *topicSubs) bool {
-	k := memoKey{identity: c.identity(), kind: kind}
+	k := memoKey{auth: c.fingerprint(), kind: kind}
 	if ts.opts != nil {
 		k.ts = ts // options may change the answer: share it only within the topic string
 	}

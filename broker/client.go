@@ -21,13 +21,14 @@ const (
 	ReasonMaxLifetime  = "max_lifetime"
 	ReasonDisconnected = "disconnected" // admin DELETE /realtime/clients/{id}
 	ReasonShutdown     = "shutdown"
+	ReasonAuthStale    = "auth_stale" // its auth record changed in a way that can't be applied in place
 )
 
 // cleanEnd reports whether a stream ending for reason ends cleanly: what was
 // queued is still written and the body is terminated properly.
 func cleanEnd(reason string) bool {
 	switch reason {
-	case ReasonIdleTimeout, ReasonMaxLifetime, ReasonDisconnected, ReasonShutdown:
+	case ReasonIdleTimeout, ReasonMaxLifetime, ReasonDisconnected, ReasonShutdown, ReasonAuthStale:
 		return true
 	}
 	return false

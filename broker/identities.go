@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"fmt"
+	"reflect"
+	"slices"
 	"sync"
 )
 
@@ -75,31 +78,75 @@ func (ix *identityIndex) clients(identity string) []*Client {
 	return out
 }
 
-// refreshAuth applies an event about an auth record to the clients holding it,
-// as PocketBase does: an update stores the fresh record (rules see the new
-// fields), a delete makes them guests; their streams stay open either way.
-func (b *Broker) refreshAuth(ev *Event) {
+// authClients are the clients signed in as the record ev is about.
+func (b *Broker) authClients(ev *Event) []*Client {
 	keys := [2]string{ev.Collection + "/" + ev.RecordID}
 	if ev.CollectionID != "" && ev.CollectionID != ev.Collection {
 		keys[1] = ev.CollectionID + "/" + ev.RecordID
 	}
-	p := b.Policy()
-	seen := map[*Client]bool{}
+	var out []*Client
 	for _, key := range keys {
 		if key == "" {
 			continue
 		}
 		for _, c := range b.identities.clients(key) {
-			if seen[c] {
-				continue
+			if !slices.Contains(out, c) {
+				out = append(out, c)
 			}
-			seen[c] = true
-			if p.ForgetAuth != nil {
-				p.ForgetAuth(c.identity())
-			}
-			c.refreshAuth(ev, p.Access)
 		}
 	}
+	return out
+}
+
+// refreshAuth applies an event about an auth record to the clients holding it,
+// as PocketBase does: an update stores the fresh record (rules see the new
+// fields), a changed tokenKey or a delete makes them guests; their streams
+// stay open. A record too partial to replace the one a client holds (it lacks
+// a field rules read through @request.auth.*) ends the client's stream
+// instead: it reconnects and its credentials are looked up afresh.
+func (b *Broker) refreshAuth(ev *Event) {
+	p := b.Policy()
+	for _, c := range b.authClients(ev) {
+		if p.ForgetAuth != nil {
+			p.ForgetAuth(c.identity())
+		}
+		c.refreshAuth(ev, p.Access)
+	}
+}
+
+// checkAuthRecord refuses an update of a signed-in client's auth record that
+// lacks what rules read of it: refreshed from it, the client's auth would lose
+// fields (a missing "banned" would pass `@request.auth.banned != true`).
+func (b *Broker) checkAuthRecord(ev *Event, access Access) error {
+	if ev.Action == ActionDelete {
+		return nil
+	}
+	for _, c := range b.authClients(ev) {
+		if a := c.Auth(); a != nil {
+			if f, missing := missingAuthField(a, ev.Record, access); missing {
+				return fmt.Errorf("record.%s is required: clients are signed in as this record and their auth is refreshed from it (send full records)", f)
+			}
+		}
+	}
+	return nil
+}
+
+// missingAuthField names a field that rules read through @request.auth.* (or
+// the tokenKey the client's record had) which rec lacks.
+func missingAuthField(old *Auth, rec map[string]any, access Access) (string, bool) {
+	if af, ok := access.(interface{ AuthFields() []string }); ok {
+		for _, f := range af.AuthFields() {
+			if _, ok := rec[f]; !ok {
+				return f, true
+			}
+		}
+	}
+	if _, had := old.Record["tokenKey"]; had {
+		if _, ok := rec["tokenKey"]; !ok {
+			return "tokenKey", true
+		}
+	}
+	return "", false
 }
 
 func (c *Client) refreshAuth(ev *Event, access Access) {
@@ -113,6 +160,16 @@ func (c *Client) refreshAuth(ev *Event, access Access) {
 		c.setAuthLocked(nil)
 		return
 	}
+	if _, missing := missingAuthField(st.auth, ev.Record, access); missing {
+		// Published after CheckEvents passed (the client signed in meanwhile).
+		c.setAuthLocked(nil)
+		c.Close(ReasonAuthStale)
+		return
+	}
+	if old, had := st.auth.Record["tokenKey"]; had && !reflect.DeepEqual(old, ev.Record["tokenKey"]) {
+		c.setAuthLocked(nil) // a new tokenKey invalidates the tokens: PocketBase logs the client out
+		return
+	}
 	fresh := &Auth{ID: st.auth.ID, Collection: st.auth.Collection, Record: ev.Record}
 	c.broker.identities.move(c, st.auth, fresh)
 	if su, ok := access.(interface{ IsSuperuser(*Auth) bool }); ok {
@@ -120,5 +177,5 @@ func (c *Client) refreshAuth(ev *Event, access Access) {
 	} else {
 		fresh.Superuser = st.auth.Superuser
 	}
-	c.auth.Store(&authState{auth: fresh, identity: st.identity})
+	c.auth.Store(newAuthState(fresh))
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,11 +32,35 @@ type RuleSet struct {
 
 	evaluations atomic.Uint64
 	warned      sync.Map // collections already warned about
+
+	authFieldsOnce sync.Once
+	authFields     []string
 }
 
 // CollectionRules are a collection's list and view rules; nil = superusers only.
 type CollectionRules struct {
 	List, View *rules.Rule
+
+	requiredOnce sync.Once
+	required     []requiredField
+}
+
+// requiredField is a record field a collection's rule reads.
+type requiredField struct{ field, rule string }
+
+// requiredFields are the record fields the list and view rules read, list first.
+func (c *CollectionRules) requiredFields() []requiredField {
+	c.requiredOnce.Do(func() {
+		for _, r := range []struct {
+			label string
+			rule  *rules.Rule
+		}{{"list_rule", c.List}, {"view_rule", c.View}} {
+			for _, f := range r.rule.RecordFields() {
+				c.required = append(c.required, requiredField{f, r.label})
+			}
+		}
+	})
+	return c.required
 }
 
 // TopicRule guards custom topics whose base matches Pattern (path.Match syntax, e.g. "admin_*").
@@ -161,6 +186,54 @@ func (rs *RuleSet) env(a *Auth, ev *Event, opts *Options) *rules.Env {
 		env.Query, env.Headers = opts.Query, opts.Headers
 	}
 	return env
+}
+
+// CheckEvent refuses an event that lacks a record field its collection's
+// rules read. PocketBase judges the stored row; we can only judge the record
+// the upstream sent, so a partial record (an update with only the changed
+// fields, a delete with only the id) cannot be judged and is refused rather
+// than guessed about. An explicit null counts as present.
+func (rs *RuleSet) CheckEvent(ev *Event) error {
+	c := rs.collection(ev.Collection)
+	if c == nil && ev.CollectionID != "" {
+		c = rs.collection(ev.CollectionID)
+	}
+	if c == nil {
+		return nil
+	}
+	for _, rf := range c.requiredFields() {
+		if _, ok := ev.Record[rf.field]; !ok {
+			return fmt.Errorf("record.%s is required by %s' %s (send full records: rules are judged on the record as sent)",
+				rf.field, ev.Collection, rf.rule)
+		}
+	}
+	return nil
+}
+
+// AuthFields are the auth record fields any rule reads through @request.auth.*:
+// an auth record refreshed from an event must carry all of them.
+func (rs *RuleSet) AuthFields() []string {
+	rs.authFieldsOnce.Do(func() {
+		seen := map[string]bool{}
+		add := func(r *rules.Rule) {
+			for _, f := range r.AuthFields() {
+				if !seen[f] {
+					seen[f] = true
+					rs.authFields = append(rs.authFields, f)
+				}
+			}
+		}
+		add(rs.Superusers)
+		for _, c := range rs.Collections {
+			add(c.List)
+			add(c.View)
+		}
+		for _, t := range rs.Topics {
+			add(t.Rule)
+		}
+		slices.Sort(rs.authFields)
+	})
+	return rs.authFields
 }
 
 // PickFields is PocketBase's fields option.

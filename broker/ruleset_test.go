@@ -205,7 +205,7 @@ func TestAuthRecordEventsRefreshClients(t *testing.T) {
 	alice := f.client(t, user("alice", "plan", "free"), "private/*")
 	other := f.client(t, user("bob"), "private/*")
 	// An update of alice's auth record (by collection name: events may omit the id).
-	f.b.Publish(mustEvent(t, `{"action":"update","record":{"id":"alice","collectionName":"users","plan":"pro"}}`))
+	f.b.Publish(mustEvent(t, `{"action":"update","record":{"id":"alice","collectionName":"users","plan":"pro","isAdmin":false}}`))
 	if got := alice.Auth(); got == nil || got.Record["plan"] != "pro" || got.Identity() != user("alice").Identity() {
 		t.Fatalf("after update auth = %+v, want alice with plan pro", got)
 	}

@@ -1,0 +1,192 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"go.uber.org/zap"
+
+	"github.com/caddy-realtime/realtime/auth"
+	"github.com/caddy-realtime/realtime/broker"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// App is the commit point of a config load. Handlers register their broker's
+// policy (limits, rules, auth) with the App of their own config in Provision;
+// Start swaps every policy into its broker at once. A load that fails never
+// reaches Start (or is stopped right after it), so a refused config changes
+// nothing that running streams see. It needs no configuration: handlers load it.
+type App struct {
+	mu        sync.Mutex
+	brokers   map[string]*brokerPolicy
+	committed bool // the whole config started ("started" event)
+	logger    *zap.Logger
+}
+
+// brokerPolicy is what one config wants for one broker.
+type brokerPolicy struct {
+	broker  *broker.Broker
+	policy  *broker.Policy
+	access  *accessState
+	options string // the handler's broker-wide options as JSON, to compare handlers
+	prev    *broker.Policy
+	prevAcc any
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "realtime",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision subscribes to the "started" event, which says the whole config
+// (every app) started: from then on Stop leaves policies alone.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.brokers = map[string]*brokerPolicy{}
+	events, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("loading events app: %w", err)
+	}
+	return events.(*caddyevents.App).On("started", startedHandler{a})
+}
+
+type startedHandler struct{ app *App }
+
+func (s startedHandler) Handle(context.Context, caddy.Event) error {
+	s.app.mu.Lock()
+	s.app.committed = true
+	s.app.mu.Unlock()
+	return nil
+}
+
+// brokerOptions are a handler's options that belong to its broker, not to
+// the handler: every handler naming one broker must agree on them.
+type brokerOptions struct {
+	IdleTimeout      *caddy.Duration              `json:"idle_timeout"`
+	MaxLifetime      caddy.Duration               `json:"max_lifetime"`
+	Heartbeat        *caddy.Duration              `json:"heartbeat"`
+	WriteTimeout     *caddy.Duration              `json:"write_timeout"`
+	MaxClients       int                          `json:"max_clients"`
+	MaxSubscriptions int                          `json:"max_subscriptions"`
+	MaxTopicLength   int                          `json:"max_topic_length"`
+	ClientQueue      int                          `json:"client_queue"`
+	Wildcard         *bool                        `json:"wildcard"`
+	Auth             *AuthConfig                  `json:"auth"`
+	Superusers       *string                      `json:"superusers"`
+	Collections      map[string]*CollectionConfig `json:"collections"`
+	Topics           []TopicConfig                `json:"topics"`
+}
+
+func (h *Handler) brokerOptions() string {
+	b, _ := json.Marshal(brokerOptions{
+		IdleTimeout: h.IdleTimeout, MaxLifetime: h.MaxLifetime, Heartbeat: h.Heartbeat,
+		WriteTimeout: h.WriteTimeout, MaxClients: h.MaxClients, MaxSubscriptions: h.MaxSubscriptions,
+		MaxTopicLength: h.MaxTopicLength, ClientQueue: h.ClientQueue, Wildcard: h.Wildcard,
+		Auth: h.Auth, Superusers: h.Superusers, Collections: h.Collections, Topics: h.Topics,
+	})
+	return string(b)
+}
+
+// register records the policy a handler wants for its broker. A second
+// handler of the same broker must want the same: it gets the first one's
+// policy back (and shares its auth cache). Disagreeing handlers fail the load.
+func (a *App) register(name string, want *brokerPolicy) (*brokerPolicy, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	have, ok := a.brokers[name]
+	if !ok {
+		a.brokers[name] = want
+		return want, nil
+	}
+	if have.options != want.options {
+		return nil, fmt.Errorf("two realtime handlers use broker %q with different options (%s): "+
+			"a broker has one policy, so give both the same options or different broker names",
+			name, optionsDiff(have.options, want.options))
+	}
+	return have, nil
+}
+
+// optionsDiff names the options two handlers disagree on, with both values.
+func optionsDiff(x, y string) string {
+	var a, b map[string]json.RawMessage
+	_ = json.Unmarshal([]byte(x), &a)
+	_ = json.Unmarshal([]byte(y), &b)
+	var keys []string
+	for k := range a {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := ""
+	for _, k := range keys {
+		if string(a[k]) != string(b[k]) {
+			if out != "" {
+				out += "; "
+			}
+			out += fmt.Sprintf("%s: %s in one, %s in the other", k, a[k], b[k])
+		}
+	}
+	return out
+}
+
+// Start puts this config's policies in force, all at once.
+func (a *App) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for name, bp := range a.brokers {
+		bp.prev = bp.broker.Policy()
+		bp.prevAcc, _ = accessStats.Load(name)
+		bp.broker.SetPolicy(bp.policy)
+		accessStats.Store(name, bp.access)
+		logRules(a.logger, name, bp.access.rules)
+	}
+	return nil
+}
+
+// Stop undoes Start only when this config never finished starting (another
+// app failed after ours started): the previous config keeps running, so its
+// policy comes back. A config replaced by a newer one, or unloaded, touches nothing.
+func (a *App) Stop() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.committed {
+		return nil
+	}
+	for name, bp := range a.brokers {
+		if bp.prev == nil || !bp.broker.SwapPolicy(bp.policy, bp.prev) {
+			continue
+		}
+		if bp.prevAcc != nil {
+			accessStats.CompareAndSwap(name, bp.access, bp.prevAcc)
+		} else {
+			accessStats.CompareAndDelete(name, bp.access)
+		}
+	}
+	return nil
+}
+
+// accessState is the auth and rule state of one broker's policy, for metrics
+// and for handlers that share it.
+type accessState struct {
+	authn *auth.Authenticator // nil without auth
+	rules *broker.RuleSet
+}
+
+// accessStats are the auth and rule counters of each broker's current config, for metrics.
+var accessStats sync.Map // broker name -> *accessState
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,145 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddy-realtime/realtime/rules"
+)
+
+// Rule answers are shared only between clients whose auth records are equal:
+// two tokens with the same id but different claims get their own answers.
+func TestRuleAnswersNotSharedAcrossAuthRecordsOfOneID(t *testing.T) {
+	t.Parallel()
+	rs := &RuleSet{
+		Superusers: rules.MustCompile(`@request.auth.role = "admin"`),
+		Collections: map[string]*CollectionRules{
+			"posts": {List: rules.MustCompile(`@request.auth.plan = "pro"`), View: rules.MustCompile(`@request.auth.plan = "pro"`)},
+		},
+	}
+	p := DefaultPolicy()
+	p.Access = rs
+	b := New("memo-test", p)
+	f := &accessFixture{b: b, rs: rs}
+	mark := func(a *Auth) *Auth { a.Superuser = rs.IsSuperuser(a); return a }
+	pro := f.client(t, mark(user("u1", "plan", "pro")), "posts/*")
+	free := f.client(t, mark(user("u1", "plan", "free")), "posts/*")
+	admin := f.client(t, mark(user("u1", "plan", "free", "role", "admin")), "posts/*")
+	free2 := f.client(t, mark(user("u1", "plan", "free")), "posts/*")
+	for i := range 12 {
+		b.Publish(mustEvent(t, fmt.Sprintf(`{"action":"create","record":{"id":"r%d","collectionName":"posts"}}`, i)))
+	}
+	for name, tc := range map[string]struct {
+		c    *Client
+		want int
+	}{"pro": {pro, 12}, "free": {free, 0}, "superuser of the same id": {admin, 12}, "second free": {free2, 0}} {
+		if got := len(dataFrames(parseFrames(drain(tc.c)))); got != tc.want {
+			t.Errorf("%s client received %d of 12 events, want %d", name, got, tc.want)
+		}
+	}
+}
+
+// Events that lack a field their collection's rules read cannot be judged
+// (PocketBase judges the stored row): CheckEvents refuses them, naming the
+// event, the field and the rule.
+func TestPartialRecordsRefused(t *testing.T) {
+	t.Parallel()
+	f := newAccessFixture(t)
+	for _, tc := range []struct {
+		name, events, want string
+	}{
+		{"update without status or author", `[{"action":"create","record":{"id":"ok","collectionName":"posts","status":"published","author":""}},
+			{"action":"update","record":{"id":"d1","collectionName":"posts","title":"Secret"}}]`,
+			"event 1: record.author is required by posts' list_rule"},
+		{"delete with only the id", `[{"action":"delete","record":{"id":"d1","collectionName":"posts"}}]`,
+			"event 0: record.author is required by posts' list_rule"},
+		{"found by collectionId", `[{"action":"delete","record":{"id":"p1","collectionName":"x","collectionId":"private"}}]`,
+			"event 0: record.owner is required by x' list_rule"},
+		{"null is present", `[{"action":"update","record":{"id":"d1","collectionName":"posts","status":null,"author":null}}]`, ""},
+		{"collections without rules read nothing", `[{"action":"update","record":{"id":"x","collectionName":"locked"}}]`, ""},
+		{"unknown collections read nothing", `[{"action":"update","record":{"id":"x","collectionName":"nobody"}}]`, ""},
+	} {
+		evs, err := DecodeEvents([]byte(tc.events))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.b.CheckEvents(evs)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// A partial update of a signed-in client's own auth record must not drop
+// fields rules read (banned: true would vanish and `banned != true` pass).
+func TestPartialAuthRecordRefusedOrClientReset(t *testing.T) {
+	t.Parallel()
+	rs := &RuleSet{Collections: map[string]*CollectionRules{
+		"posts": {List: rules.MustCompile(`@request.auth.banned != true`)},
+	}}
+	p := DefaultPolicy()
+	p.Access = rs
+	b := New("authrefresh-test", p)
+	f := &accessFixture{b: b, rs: rs}
+	c := f.client(t, user("alice", "banned", true, "name", "A"), "posts/*")
+	partial := mustEvent(t, `{"action":"update","record":{"id":"alice","collectionName":"users","name":"B"}}`)
+	err := b.CheckEvents([]*Event{partial})
+	var ee *EventError
+	if !errors.As(err, &ee) || ee.Index != 0 || !strings.Contains(err.Error(), "record.banned is required") {
+		t.Fatalf("partial auth record update: err = %v", err)
+	}
+	// Unrelated clients don't make an event partial.
+	if err := b.CheckEvents([]*Event{mustEvent(t, `{"action":"update","record":{"id":"bob","collectionName":"users"}}`)}); err != nil {
+		t.Fatalf("an update of a record nobody is signed in as: %v", err)
+	}
+	// Published anyway (the client signed in after the check): the client is
+	// reset instead of receiving with a half record.
+	b.Publish(partial, mustEvent(t, `{"action":"create","record":{"id":"p1","collectionName":"posts"}}`))
+	if got := dataFrames(parseFrames(drain(c))); len(got) != 0 {
+		t.Fatalf("a banned client received %v after a partial refresh", got)
+	}
+	if c.Auth() != nil || c.closeReason() != ReasonAuthStale {
+		t.Fatalf("auth = %+v, close reason %q; want guest and %q", c.Auth(), c.closeReason(), ReasonAuthStale)
+	}
+}
+
+// A changed tokenKey logs the client out (PocketBase does the same).
+func TestChangedTokenKeyMakesGuest(t *testing.T) {
+	t.Parallel()
+	f := newAccessFixture(t)
+	c := f.client(t, user("alice", "tokenKey", "k1", "isAdmin", false), "private/*")
+	same := `{"action":"update","record":{"id":"alice","collectionName":"users","tokenKey":"k1","isAdmin":false,"name":"x"}}`
+	f.b.Publish(mustEvent(t, same))
+	if a := c.Auth(); a == nil || a.Record["name"] != "x" {
+		t.Fatalf("same tokenKey: auth = %+v, want the fresh record", a)
+	}
+	f.b.Publish(mustEvent(t, `{"action":"update","record":{"id":"alice","collectionName":"users","tokenKey":"k2","isAdmin":false}}`))
+	if c.Auth() != nil {
+		t.Fatalf("changed tokenKey: auth = %+v, want guest", c.Auth())
+	}
+	f.b.Publish(mustEvent(t, `{"action":"create","record":{"id":"p1","collectionName":"private","owner":"alice"}}`))
+	if got := dataFrames(parseFrames(drain(c))); len(got) != 0 {
+		t.Fatalf("logged-out client received %v", got)
+	}
+}
+
+// A user's delete of their own record is delivered (judged with the auth they
+// had), then they become a guest.
+func TestOwnAuthRecordDeleteDelivered(t *testing.T) {
+	t.Parallel()
+	f := newAccessFixture(t)
+	c := f.client(t, user("alice", "isAdmin", false), "users/alice", "users/*")
+	f.b.Publish(mustEvent(t, `{"action":"delete","record":{"id":"alice","collectionName":"users","collectionId":"_pb_users_auth_","isAdmin":false}}`))
+	got := dataFrames(parseFrames(drain(c)))
+	if len(got) != 2 {
+		t.Fatalf("own delete: got %d frames %v, want 2 (view and list topics)", len(got), got)
+	}
+	if c.Auth() != nil {
+		t.Fatal("still signed in after the own record's delete")
+	}
+}
