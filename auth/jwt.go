@@ -70,7 +70,12 @@ func (v *jwtVerifier) verify(ctx context.Context, c *credentials) (*broker.Auth,
 	rec := map[string]any(claims)
 	id, _ := rec["id"].(string)
 	if id == "" {
+		if _, has := rec["id"]; has && rec["id"] != nil {
+			return nil, 0, nil // an id claim that is not a string: not a PocketBase-shaped identity
+		}
+		// `sub` is the id: rules read it as @request.auth.id.
 		id, _ = rec["sub"].(string)
+		rec["id"] = id
 	}
 	if id == "" {
 		return nil, 0, nil

@@ -80,6 +80,10 @@ func TestJWTHS256(t *testing.T) {
 	if au.ID != "u1" || au.Collection != "users" || au.Record["email"] != "u@example.com" {
 		t.Fatalf("auth = %+v", au)
 	}
+	// Rules read the id as @request.auth.id, also when the token only has `sub`.
+	if au.Record["id"] != "u1" {
+		t.Fatalf("record id = %#v, want the sub claim", au.Record["id"])
+	}
 	if n, ok := au.Record["level"].(json.Number); !ok || n.String() != "3" {
 		t.Fatalf("level = %#v, want json.Number", au.Record["level"])
 	}

@@ -418,19 +418,23 @@ func (b *Broker) fanout(ev *Event) {
 	var basesArr [7]baseKind
 	for _, bk := range recordBases(basesArr[:0], ev.Collection, ev.CollectionID, ev.RecordID) {
 		b.index.each(bk.base, func(ts *topicSubs) {
-			var tail []byte
+			var tail, hiddenTail []byte
 			for c := range ts.clients {
 				if p.Access != nil && !b.allowed(p.Access, c, ev, bk.kind, ts) {
 					continue
 				}
-				if tail == nil {
-					tail = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick))
+				out := &tail
+				if ev.hideEmail && !c.seesEmailOf(ev) {
+					out = &hiddenTail
+				}
+				if *out == nil {
+					*out = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, out == &hiddenTail))
 				}
 				if hooked {
-					b.sendHooked(c, ts.topic, tail, p.ClientQueue)
+					b.sendHooked(c, ts.topic, *out, p.ClientQueue)
 					continue
 				}
-				c.enqueueDeferred(tail, p.ClientQueue, &b.wakeups)
+				c.enqueueDeferred(*out, p.ClientQueue, &b.wakeups)
 			}
 		})
 	}

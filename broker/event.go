@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"unicode"
@@ -31,6 +32,9 @@ type Event struct {
 	Record map[string]any
 
 	recordJSON []byte // the record encoded once, keys sorted like PocketBase's export
+	// hideEmail: an auth record whose emailVisibility is not true. PocketBase
+	// sends its email only to the record's owner and to superusers.
+	hideEmail bool
 
 	payloadsMu sync.Mutex
 	payloads   map[string][]byte // {"record":...,"action":...} per fields option
@@ -159,6 +163,9 @@ func DecodeEvent(raw []byte) (*Event, error) {
 		}
 	}
 	ev.Record = record
+	if vis, ok := record["emailVisibility"]; ok && vis != true {
+		_, ev.hideEmail = record["email"]
+	}
 	// encoding/json sorts map keys: the record is exported like PocketBase's, once.
 	ev.recordJSON, err = json.Marshal(record)
 	if err != nil {
@@ -231,17 +238,32 @@ func jsonKind(goKind string) string {
 func (ev *Event) RecordJSON() []byte { return ev.recordJSON }
 
 // payload returns {"record":...,"action":"..."} for the given fields option,
-// encoding it once per event and distinct fields value (record first, as PocketBase).
-func (ev *Event) payload(fields string, pick FieldPicker) []byte {
+// encoding it once per event and distinct fields value (record first, as
+// PocketBase), with or without the auth record's email.
+func (ev *Event) payload(fields string, pick FieldPicker, hideEmail bool) []byte {
+	key := fields
+	if hideEmail {
+		key = "\x00hidden-email\x00" + fields
+	}
 	ev.payloadsMu.Lock()
 	defer ev.payloadsMu.Unlock()
-	if p, ok := ev.payloads[fields]; ok {
+	if p, ok := ev.payloads[key]; ok {
 		return p
 	}
 	record := ev.recordJSON
-	if fields != "" && pick != nil {
-		if b, err := json.Marshal(pick(ev.Record, fields)); err == nil {
+	if fields != "" && pick != nil || hideEmail {
+		rec := ev.Record
+		if fields != "" && pick != nil {
+			rec = pick(ev.Record, fields)
+		}
+		if hideEmail {
+			rec = maps.Clone(rec)
+			delete(rec, "email")
+		}
+		if b, err := json.Marshal(rec); err == nil {
 			record = b
+		} else if hideEmail {
+			record = []byte("{}") // never fall back to the record with the email
 		}
 	}
 	p := make([]byte, 0, len(record)+len(ev.Action)+24)
@@ -253,7 +275,7 @@ func (ev *Event) payload(fields string, pick FieldPicker) []byte {
 	if ev.payloads == nil {
 		ev.payloads = make(map[string][]byte, 1)
 	}
-	ev.payloads[fields] = p
+	ev.payloads[key] = p
 	return p
 }
 
@@ -289,4 +311,17 @@ func (m *Message) Validate() error {
 	}
 	m.Data = buf.Bytes()
 	return nil
+}
+
+// seesEmailOf reports whether c may see the email of ev's auth record:
+// superusers and the record's owner do, as in PocketBase.
+func (c *Client) seesEmailOf(ev *Event) bool {
+	a := c.Auth()
+	if a == nil {
+		return false
+	}
+	if a.Superuser {
+		return true
+	}
+	return a.ID == ev.RecordID && (a.Collection == ev.Collection || a.Collection == ev.CollectionID)
 }

@@ -143,3 +143,32 @@ func TestOwnAuthRecordDeleteDelivered(t *testing.T) {
 		t.Fatal("still signed in after the own record's delete")
 	}
 }
+
+// PocketBase sends an auth record's email only to its owner and superusers
+// unless emailVisibility is true.
+func TestEmailVisibility(t *testing.T) {
+	t.Parallel()
+	rs := &RuleSet{Superusers: rules.MustCompile(`@request.auth.collectionName = "_superusers"`),
+		Collections: map[string]*CollectionRules{"users": {List: rules.MustCompile(""), View: rules.MustCompile("")}}}
+	p := DefaultPolicy()
+	p.Access = rs
+	f := &accessFixture{b: New("email-test", p), rs: rs}
+	owner := f.client(t, user("alice"), "users/*")
+	other := f.client(t, user("bob"), "users/*")
+	guest := f.client(t, nil, "users/*", withOptions("users/alice", `{"fields":"id,email"}`))
+	root := f.client(t, superuser(), "users/*")
+	f.b.Publish(mustEvent(t, `{"action":"update","record":{"id":"alice","collectionName":"users","collectionId":"_pb_users_auth_","email":"a@x.io","emailVisibility":false}}`))
+	f.b.Publish(mustEvent(t, `{"action":"update","record":{"id":"carol","collectionName":"users","email":"c@x.io","emailVisibility":true}}`))
+	for name, tc := range map[string]struct {
+		c         *Client
+		seesAlice bool
+	}{"owner": {owner, true}, "other user": {other, false}, "guest": {guest, false}, "superuser": {root, true}} {
+		out := drain(tc.c)
+		if strings.Contains(out, "a@x.io") != tc.seesAlice {
+			t.Errorf("%s: sees alice's hidden email = %v, want %v: %q", name, !tc.seesAlice, tc.seesAlice, out)
+		}
+		if !strings.Contains(out, "c@x.io") {
+			t.Errorf("%s: misses carol's visible email: %q", name, out)
+		}
+	}
+}
