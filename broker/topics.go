@@ -35,9 +35,10 @@ type Options struct {
 	// The filter is compiled when the options are parsed, on the
 	// subscription path, so that publishing never compiles; Options built
 	// by hand compile it on first use.
-	filterOnce sync.Once
-	filter     *rules.Rule
-	filterErr  error
+	filterOnce   sync.Once
+	filter       *rules.Rule
+	filterErr    error
+	filterFields []string // top-level record fields the filter reads
 }
 
 // compiledFilter is options.query.filter compiled (nil, nil without one).
@@ -47,6 +48,7 @@ func (o *Options) compiledFilter() (*rules.Rule, error) {
 	o.filterOnce.Do(func() {
 		if f := o.Filter(); f != "" {
 			o.filter, o.filterErr = CompileFilter(f)
+			o.filterFields = o.filter.RecordFields()
 		}
 	})
 	return o.filter, o.filterErr
@@ -60,6 +62,28 @@ func (o *Options) FilterError() error {
 	}
 	_, err := o.compiledFilter()
 	return err
+}
+
+// MissingFilterField returns a top-level record field the filter reads that
+// record lacks, or "". PocketBase's filter resolver refuses fields the
+// collection does not have (or hides), and the subscription then gets no
+// event (observed on PocketBase v0.40.4 for an unknown field and for a hidden
+// field, even for superusers); the in-memory evaluation would read them as
+// NULL instead, so callers must not deliver when this is non-empty.
+func (o *Options) MissingFilterField(record map[string]any) string {
+	if o.Filter() == "" {
+		return ""
+	}
+	f, err := o.compiledFilter()
+	if err != nil || f == nil {
+		return ""
+	}
+	for _, name := range o.filterFields {
+		if _, ok := record[name]; !ok {
+			return name
+		}
+	}
+	return ""
 }
 
 // SuperuserOnly names the identifier ("@collection." or "@request.") that

@@ -248,3 +248,30 @@ func TestSuperuserOnly(t *testing.T) {
 		t.Fatal("nil options")
 	}
 }
+
+// TestMissingFilterField: observed on PocketBase v0.40.4, a subscription
+// filtering on a field the collection lacks (`nosuch = ”`) or hides (even
+// for a superuser) gets no event; MissingFilterField names such a field so
+// that the event is not delivered.
+func TestMissingFilterField(t *testing.T) {
+	t.Parallel()
+	record := map[string]any{"id": "r1", "title": "hello", "n": nil}
+	for filter, want := range map[string]string{
+		"":                           "",
+		"title = 'hello'":            "",
+		"n = null && id != ''":       "",
+		"nosuch = ''":                "nosuch",
+		"title != '' || secret = ''": "secret",
+		"@request.auth.id = ''":      "",
+		"title ==":                   "", // refused anyway
+	} {
+		o := &Options{Query: map[string]string{"filter": filter}}
+		if got := o.MissingFilterField(record); got != want {
+			t.Errorf("MissingFilterField(%q) = %q, want %q", filter, got, want)
+		}
+	}
+	var none *Options
+	if none.MissingFilterField(record) != "" {
+		t.Fatal("nil options")
+	}
+}
