@@ -167,7 +167,7 @@ func DecodeEvent(raw []byte) (*Event, error) {
 		_, ev.hideEmail = record["email"]
 	}
 	// encoding/json sorts map keys: the record is exported like PocketBase's, once.
-	ev.recordJSON, err = json.Marshal(record)
+	ev.recordJSON, err = marshalRecord(record)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
@@ -260,7 +260,7 @@ func (ev *Event) payload(fields string, pick FieldPicker, hideEmail bool) []byte
 			rec = maps.Clone(rec)
 			delete(rec, "email")
 		}
-		if b, err := json.Marshal(rec); err == nil {
+		if b, err := marshalRecord(rec); err == nil {
 			record = b
 		} else if hideEmail {
 			record = []byte("{}") // never fall back to the record with the email
@@ -324,4 +324,17 @@ func (c *Client) seesEmailOf(ev *Event) bool {
 		return true
 	}
 	return a.ID == ev.RecordID && (a.Collection == ev.Collection || a.Collection == ev.CollectionID)
+}
+
+// marshalRecord encodes a record as PocketBase's JSON responses do: keys
+// sorted, and <, > and & left as they are (encoding/json would escape them
+// for HTML, which PocketBase's encoder does not).
+func marshalRecord(rec map[string]any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(rec); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

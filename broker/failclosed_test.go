@@ -172,3 +172,24 @@ func TestEmailVisibility(t *testing.T) {
 		}
 	}
 }
+
+// Records go out as PocketBase encodes them: <, > and & unescaped.
+func TestRecordJSONNotHTMLEscaped(t *testing.T) {
+	t.Parallel()
+	ev := mustEvent(t, `{"action":"create","record":{"id":"x","collectionName":"posts","body":"<b>a & b</b>"}}`)
+	if got, want := string(ev.RecordJSON()), `{"body":"<b>a & b</b>","collectionName":"posts","id":"x"}`; got != want {
+		t.Fatalf("record JSON %s, want %s", got, want)
+	}
+}
+
+// A filter on a field the record lacks delivers nothing (PocketBase refuses
+// filters on fields the collection does not have or hides).
+func TestFilterOnMissingFieldDeliversNothing(t *testing.T) {
+	t.Parallel()
+	f := newAccessFixture(t)
+	c := f.client(t, nil, withOptions("posts/*", `{"filter":"nosuch = ''"}`))
+	f.b.Publish(mustEvent(t, `{"action":"create","record":{"id":"p","collectionName":"posts","status":"published","author":""}}`))
+	if got := dataFrames(parseFrames(drain(c))); len(got) != 0 {
+		t.Fatalf("filter on a missing field delivered %v", got)
+	}
+}

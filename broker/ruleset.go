@@ -137,8 +137,11 @@ func (rs *RuleSet) CanReceive(a *Auth, ev *Event, kind TopicKind, opts *Options)
 		return true
 	}
 	f, err := opts.compiledFilter()
-	if err != nil || (!superuser && f.UsesRequest()) {
+	if err != nil || (!superuser && (f.UsesRequest() || opts.SuperuserOnly() != "")) {
 		return false // PocketBase refuses such filters from non-superusers: no events
+	}
+	if opts.MissingFilterField(ev.Record) != "" {
+		return false // PocketBase refuses a filter on a field it does not have (or hides)
 	}
 	if env == nil {
 		env = rs.env(a, ev, opts)
