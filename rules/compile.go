@@ -220,10 +220,9 @@ func (p *parser) comparison(lt, opt, rt token) (node, error) {
 	c.plain = (op == opEq || op == opNeq) && !anyOp && left.isPlain() && right.isPlain()
 	// PocketBase binds text and number literals as parameters and builds
 	// their LIKE pattern up front; do it once here as well.
-	if (op == opLike || op == opNlike) && right.src == srcLiteral {
-		if s, ok := right.lit.text(); ok && right.lit.kind != kindBool {
-			c.likePat, c.likeLit = paramPattern(s), true
-		}
+	if (op == opLike || op == opNlike) && right.src == srcLiteral && (right.lit.kind == kindText || right.lit.kind == kindNumber) {
+		s, _ := right.lit.paramText()
+		c.likePat, c.likeLit = paramPattern(s), true
 	}
 	return c, nil
 }
@@ -257,13 +256,13 @@ func parseOp(s string) (op cmpOp, anyOp bool, ok bool) {
 func (p *parser) operand(t token) (operand, error) {
 	switch t.typ {
 	case fexpr.TokenText:
-		return operand{src: srcLiteral, lit: textValue(t.lit), litRaw: t.lit, param: true, tok: t}, nil
+		v := textValue(t.lit)
+		v.fl |= flStatic
+		return operand{src: srcLiteral, lit: v, litRaw: t.lit, param: true, tok: t}, nil
 	case fexpr.TokenNumber:
-		// PocketBase binds numbers as float64 (cast.ToFloat64); the text is
-		// what LIKE sees.
+		// PocketBase binds numbers as float64 (cast.ToFloat64): a REAL.
 		f, _ := strconv.ParseFloat(t.lit, 64)
-		text := strconv.FormatFloat(f, 'f', -1, 64)
-		v := value{kind: kindNumber, num: f, str: text}
+		v := value{kind: kindNumber, fl: flStatic | flReal, num: f}
 		return operand{src: srcLiteral, lit: v, litRaw: f, param: true, tok: t}, nil
 	}
 	return p.identifier(t)
@@ -274,12 +273,16 @@ func (p *parser) operand(t token) (operand, error) {
 func (p *parser) identifier(t token) (operand, error) {
 	name := t.lit
 	switch strings.ToLower(name) {
-	case "null":
-		return operand{src: srcLiteral, lit: nullValue, tok: t}, nil
-	case "true":
-		return operand{src: srcLiteral, lit: trueValue, litRaw: true, tok: t}, nil
-	case "false":
-		return operand{src: srcLiteral, lit: falseValue, litRaw: false, tok: t}, nil
+	case "null": // PocketBase's NULL identifier
+		return operand{src: srcLiteral, lit: value{fl: flStatic}, tok: t}, nil
+	case "true": // the identifier 1
+		v := trueValue
+		v.fl |= flStatic
+		return operand{src: srcLiteral, lit: v, litRaw: true, tok: t}, nil
+	case "false": // the identifier 0
+		v := falseValue
+		v.fl |= flStatic
+		return operand{src: srcLiteral, lit: v, litRaw: false, tok: t}, nil
 	}
 	if m, ok := macros[name]; ok {
 		return operand{src: srcMacro, macro: m, param: true, tok: t}, nil
@@ -291,6 +294,10 @@ func (p *parser) identifier(t token) (operand, error) {
 	}
 	segs := strings.Split(base, ".")
 	o := operand{mod: mod, tok: t}
+	o.jsonKey = segs[len(segs)-1]
+	if mod != modNone {
+		o.jsonKey += modifierNames[mod]
+	}
 
 	if !strings.HasPrefix(name, "@") {
 		if err := p.checkPath(t, segs); err != nil {
@@ -342,6 +349,7 @@ func (p *parser) identifier(t token) (operand, error) {
 		o.path = segs[2:]
 		if what == "auth" {
 			o.src = srcAuth
+			o.plainAuth = len(o.path) == 1 && mod == modNone && plainAuthFields[o.path[0]]
 			return o, nil
 		}
 		if mod != modNone && mod != modIsset && mod != modLower {

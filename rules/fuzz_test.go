@@ -3,6 +3,8 @@ package rules
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +85,7 @@ func FuzzCompile(f *testing.F) {
 			if env == nil {
 				env = &emptyEnv
 			}
-			_ = r.root.eval(env) // no recover: a panic here fails the fuzz run
+			_, _ = r.root.eval(env, MaxSteps) // no recover: a panic here fails the fuzz run
 		}
 	})
 }
@@ -109,15 +111,96 @@ func FuzzEval(f *testing.F) {
 			Context: "realtime",
 			Now:     time.Unix(int64(len(query))*86400*31, 0),
 		}
-		first := r.root.eval(env)
-		if again := r.root.eval(env); again != first {
+		first, left := r.root.eval(env, MaxSteps)
+		if left <= 0 {
+			first = false
+		}
+		if again, left2 := r.root.eval(env, MaxSteps); again != first && left2 > 0 || left2 != left {
 			t.Fatalf("%q: not deterministic", expr)
 		}
 		if r.Eval(env) != first {
 			t.Fatalf("%q: Eval and eval disagree", expr)
 		}
+		start := time.Now()
+		if _, steps := r.evalSteps(env); steps > MaxSteps || steps < 0 {
+			t.Fatalf("%q: %d steps", expr, steps)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("%q: evaluation took %v", expr, d)
+		}
 		checkPlainShortcut(t, r.root, env)
 	})
+}
+
+// TestRandomRulesOnRandomRecords compiles generated rules (the oracle's
+// generator) and evaluates each over generated records and auth records:
+// no panic, at most MaxSteps, quickly.
+func TestRandomRulesOnRandomRecords(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 13))
+	exprs := randomRules(rng, 500)
+	for i, expr := range exprs {
+		r := MustCompile(expr)
+		for j := 0; j < 5; j++ {
+			env := &Env{Record: randomObject(rng, 3), Auth: randomObject(rng, 2), Context: "realtime", Method: "GET"}
+			if rng.IntN(4) == 0 {
+				env.Auth = nil
+			}
+			start := time.Now()
+			ok, steps := r.evalSteps(env)
+			if steps > MaxSteps || steps < 0 {
+				t.Fatalf("rule %d %q: %d steps", i, expr, steps)
+			}
+			if again := r.Eval(env); again != ok {
+				t.Fatalf("rule %d %q: not deterministic", i, expr)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("rule %d %q: %v", i, expr, d)
+			}
+		}
+	}
+}
+
+// randomObject builds a record with the oracle schema's field names and
+// values of any JSON type.
+func randomObject(rng *rand.Rand, depth int) map[string]any {
+	names := []string{"id", "title", "code", "prio", "note", "views", "score", "flag", "status", "tags", "author",
+		"members", "meta", "due", "contact", "created", "plan", "level", "banned", "roles", "prefs", "name", "email",
+		"owner", "shares", "user", "list", "level", "empty", "verified"}
+	m := map[string]any{}
+	for _, n := range names {
+		if rng.IntN(5) > 0 {
+			m[n] = randomJSON(rng, depth)
+		}
+	}
+	return m
+}
+
+func randomJSON(rng *rand.Rand, depth int) any {
+	switch k := rng.IntN(9); {
+	case k == 0:
+		return nil
+	case k == 1:
+		return rng.IntN(2) == 0
+	case k == 2:
+		return json.Number(strconv.FormatFloat(rng.NormFloat64()*100, 'g', -1, 64))
+	case k == 3:
+		return json.Number(strconv.Itoa(rng.IntN(20) - 5))
+	case k <= 5 || depth == 0:
+		return []string{"", "10", "u00000000000001", "go", "Hello World", "a_b%", "2024-01-01 10:00:00.000Z", "[]", "x\"y"}[rng.IntN(9)]
+	case k == 6:
+		a := make([]any, rng.IntN(4))
+		for i := range a {
+			a[i] = []string{"go", "u00000000000001", "", "10"}[rng.IntN(4)]
+		}
+		return a
+	case k == 7:
+		a := make([]any, rng.IntN(4))
+		for i := range a {
+			a[i] = randomJSON(rng, depth-1)
+		}
+		return a
+	}
+	return randomObject(rng, depth-1)
 }
 
 // checkPlainShortcut checks that every comparison taking the plain-operand
@@ -138,7 +221,9 @@ func checkPlainShortcut(t *testing.T, n node, env *Env) {
 		}
 		general := *x
 		general.plain = false
-		if x.eval(env) != general.eval(env) {
+		a, _ := x.eval(env, MaxSteps)
+		b, _ := general.eval(env, MaxSteps)
+		if a != b {
 			t.Fatalf("%s: shortcut and general path disagree", dumpNode(x))
 		}
 	}

@@ -12,18 +12,23 @@ import (
 // without building that string (PocketBase's `x LIKE ('%' || field || '%')`).
 //
 // It is the classic greedy matcher that backtracks only to the last '%',
-// which is linear in len(s)*len(p) and needs no allocation.
-func likeMatch(s, p string, wrap bool) bool {
+// which is at most len(s)*len(p) steps and needs no allocation. steps is
+// how many it took, for the evaluation budget.
+func likeMatch(s, p string, wrap bool) (match bool, steps int) {
 	si, pi := 0, 0
 	starP, starS := -1, 0 // pattern index after the last '%', and where s resumed
 	if wrap {
 		starP = 0
 	}
 	for {
+		steps++
 		if pi < len(p) {
 			c := p[pi]
 			if c == '%' {
 				pi++
+				if pi == len(p) {
+					return true, steps // a trailing '%' takes the rest
+				}
 				starP, starS = pi, si
 				continue
 			}
@@ -49,11 +54,11 @@ func likeMatch(s, p string, wrap bool) bool {
 				}
 			}
 		} else if si == len(s) || wrap {
-			return true
+			return true, steps
 		}
 		// Mismatch: let the last '%' swallow one more character, if any.
 		if starP < 0 || starS >= len(s) {
-			return false
+			return false, steps
 		}
 		_, w := utf8.DecodeRuneInString(s[starS:])
 		starS += w

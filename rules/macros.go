@@ -70,19 +70,19 @@ func macroValue(m macro, now time.Time) value {
 	now = now.UTC()
 	switch m {
 	case macroSecond:
-		return numberValue(float64(now.Second()))
+		return intValue(int(now.Second()))
 	case macroMinute:
-		return numberValue(float64(now.Minute()))
+		return intValue(int(now.Minute()))
 	case macroHour:
-		return numberValue(float64(now.Hour()))
+		return intValue(int(now.Hour()))
 	case macroDay:
-		return numberValue(float64(now.Day()))
+		return intValue(int(now.Day()))
 	case macroMonth:
-		return numberValue(float64(now.Month()))
+		return intValue(int(now.Month()))
 	case macroWeekday:
-		return numberValue(float64(now.Weekday()))
+		return intValue(int(now.Weekday()))
 	case macroYear:
-		return numberValue(float64(now.Year()))
+		return intValue(int(now.Year()))
 	}
 	if m >= numDateMacros {
 		return nullValue

@@ -4,52 +4,61 @@
 // and its subscription options.
 //
 // PocketBase turns a rule into SQL and asks SQLite. A realtime hub has no
-// database, so this package reproduces what that SQL would answer for one
-// record held in memory. Where SQL semantics cannot be reproduced exactly the
-// choice made is written down next to the code and summarised here:
+// database and no schema, so this package reproduces what that SQL answers
+// for one record as PocketBase exports it, reading each field's type from its
+// JSON. The answers are held against a real PocketBase v0.40.4 (oracle_test.go;
+// testdata/oracle.json replays them). Where the answer cannot be known the
+// comparison does not match: the filter syntax has no negation, so a
+// comparison answered false can only make a rule deny more, never allow what
+// PocketBase denies.
 //
-//   - `=` and `!=` follow PocketBase's null handling: NULL, a missing key, ""
-//     and an empty array are all "empty" and equal to each other, so
-//     `@request.auth.id = ""` holds for a guest and `@request.auth.id != ""`
-//     does not. As in PocketBase, a guest therefore passes
-//     `@request.auth.id = author` on a record whose author is empty; guard
-//     such rules with `@request.auth.id != ""`. PocketBase compares
-//     JSON-field paths with IS (where a missing key differs from ""); here
-//     every path uses the coalescing rule.
-//   - `<`, `<=`, `>`, `>=`, `~` and `!~` with a NULL or missing operand are
-//     false (SQL NULL). `!~` is therefore not the negation of `~` for NULL.
-//   - Numbers compare numerically. A number compared with text compares
-//     numerically when the text is a well-formed decimal number (SQLite's
-//     column affinity would coerce it), and otherwise: `=` false, `!=` true,
-//     ordering false. Two texts compare as text, byte by byte (BINARY
-//     collation), even when both look numeric. JSON booleans are 1 and 0, as
-//     SQLite stores them, so `verified = true` and `verified = 1` agree.
-//   - `~` is SQLite LIKE with ESCAPE '\': case-insensitive for ASCII letters
-//     only. A literal or @request.* right operand without an unescaped `%`
-//     means "contains" (its `%`, `_` and `\` are escaped the way PocketBase
-//     escapes bound parameters); with a `%` it is used as the pattern. A
-//     record-field right operand is wrapped in `%` with its own wildcards
-//     live, as in PocketBase's SQL.
-//   - Arrays. PocketBase keeps multi-valued fields as JSON text, so a plain
-//     operator compares that text. Here `tags ~ "x"` is true when any element
-//     contains "x" (an approximation of LIKE over the JSON text), `tags = v`
-//     is true only for an equal array (or an empty array against an empty
-//     value), and ordering an array is false. The any-of family (`?=`, `?~`,
-//     ...) tests every element and succeeds when one matches — what the
-//     PocketBase docs promise for multi-valued fields. `:each` and paths that
-//     cross an array of objects (`items.price`) use PocketBase's multi-match
-//     rule: a plain operator must hold for every element, a `?` operator for
-//     at least one. An empty array behaves as a single NULL element, as the
-//     LEFT JOIN json_each in PocketBase's SQL does.
-//   - Relation traversal needs a database. A path continuing into a string
-//     resolves only for `.id` (`author.id` is `author`, `members.id ?= x`
-//     works on an array of ids, as PocketBase's "id" shortcut); anything else
-//     is NULL. Unknown record fields are NULL instead of an error.
-//   - `null`, `true` and `false` are always literals (PocketBase first tries a
-//     field of that name).
-//   - `:isset` reports whether the key is present, also for guests'
-//     @request.auth.* (false); PocketBase answers NULL there, so neither
-//     `:isset = true` nor `:isset = false` holds for a guest in PocketBase.
+//   - Field types from JSON. A string is a text-like column (text, email,
+//     date, single select/relation/file), a number a number column, a bool a
+//     bool column (1/0), an array of strings a multi-valued column (select,
+//     relation, file: JSON text such as `["a","b"]`), null, an object or any
+//     other array a json field. A json field can also hold a bare string,
+//     number or bool; where the two readings would answer differently (text
+//     against a number, "" against NULL) the comparison does not match.
+//   - Comparisons follow SQLite: column affinity (a text column turns a number
+//     literal into its text, "10.0", and compares text; a number column turns
+//     numeric text into a number; two parameters are never converted, so
+//     `1 = "1"` is false), numbers sort before text, text compares byte by
+//     byte. `=`/`!=` follow PocketBase's null handling: NULL and "" are equal
+//     for columns and parameters (COALESCE), but json-field values compare
+//     with IS (a missing key is not ""). `<`, `~` and the rest are false
+//     against NULL; `!~` is not the negation of `~` there.
+//   - Multi-valued columns are their JSON text: `tags = ""` is false for `[]`,
+//     `tags ~ "go"` searches the text, and `?=` on a column is plain `=`.
+//     `:each` and a multiple relation's `.id` give one value per element:
+//     a plain operator must hold for every element, a `?` operator for one.
+//     An empty list under them does not match.
+//   - `:length` counts a multi-valued field's items; `:each`/`:length` on a
+//     string (a text field ignores them, a single select counts 0 or 1) do
+//     not match. `:lower` is SQLite's ASCII LOWER().
+//   - json-field paths are JSON_EXTRACT: digits index arrays, a path does not
+//     walk into an array of objects (`meta.shares.user` is NULL), and a
+//     modifier after a sub-path is part of the key (`meta.owner:lower` reads
+//     "ownerlower").
+//   - Relations: `x.id` is the relation's id, `members.id` every id of a
+//     multiple relation. Any other path through a string or an array of
+//     strings (`author.name`) needs a join, and a path through a number or
+//     bool, or a record field the record lacks, is an error in PocketBase: the
+//     whole rule denies. Reading `x.id` (and `:each`/`:length` on an array of
+//     strings) assumes x is a relation (multi-valued) field: a json field
+//     holding a string or an array of strings is read the same way, which is
+//     the one place where the JSON alone cannot tell us what PocketBase does.
+//   - @request.auth: id, collectionId, collectionName, email, emailVisibility
+//     and verified are parameters; other fields are columns of the user's row
+//     (missing ones are NULL). For a guest everything is NULL. `:isset` on
+//     @request.auth.* is ignored, as PocketBase ignores it (the field's value
+//     is compared); on @request.query/headers/context/method it is true or
+//     false. `~` with a parameter on the right (literal, @request.*) means
+//     "contains" with `_`, `%` and `\` escaped, unless it has an unescaped
+//     `%`; with a field on the right, the field's wildcards are live.
+//   - Dates are text: PocketBase's "2006-01-02 15:04:05.000Z" format, as the
+//     @now-style macros produce; RFC 3339 text compares as text.
+//   - Cost: one evaluation may take MaxSteps steps (comparisons, elements,
+//     LIKE characters); past that the rule denies.
 package rules
 
 import "time"
@@ -97,12 +106,23 @@ func (r *Rule) Eval(env *Env) (ok bool) {
 	if env == nil {
 		env = &emptyEnv
 	}
+	ok, _ = r.evalSteps(env)
+	return ok
+}
+
+// evalSteps evaluates the rule and reports how many steps of MaxSteps it
+// used (all of them when it ran out or was aborted).
+func (r *Rule) evalSteps(env *Env) (ok bool, steps int) {
 	defer func() {
 		if recover() != nil {
-			ok = false
+			ok, steps = false, MaxSteps
 		}
 	}()
-	return r.root.eval(env)
+	ok, left := r.root.eval(env, MaxSteps)
+	if left <= 0 {
+		return false, MaxSteps
+	}
+	return ok, MaxSteps - left
 }
 
 // String returns the source expression.
