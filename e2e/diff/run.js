@@ -47,7 +47,10 @@ const stats = {
 	deliveriesOurs: 0,
 	compared: 0,
 	diffs: [],
+	// The shrink rounds: each comparison of a generated case that differed, run alone (same records and ops).
+	shrink: { cases: 0, compared: 0, eventsPublished: 0, deliveriesPB: 0, deliveriesOurs: 0, diffs: [] },
 };
+let tally = stats; // what runRound counts into: stats, or stats.shrink in the shrink rounds
 
 // ---------------------------------------------------------------------------------------------
 
@@ -159,9 +162,15 @@ function roundTopics(cases, userTopics, users) {
 async function openSubscribers(url, identities, topics) {
 	const state = { deliveries: new Map(), clients: [], total: 0, errors: [] };
 	const jobs = [];
+	// Topics with a filter go on clients of their own: the SDK sends all of a client's topics in one
+	// POST, so a server refusing one filter must not take the other topics down with it.
+	const plain = topics.filter((t) => !t.filter);
+	const filtered = topics.filter((t) => t.filter);
 	for (const id of identities) {
-		for (let i = 0; i === 0 || i < topics.length; i += TOPICS_PER_CLIENT) {
-			jobs.push({ id, chunk: topics.slice(i, i + TOPICS_PER_CLIENT) });
+		for (const list of [plain, filtered]) {
+			for (let i = 0; i < list.length || (i === 0 && list === plain); i += TOPICS_PER_CLIENT) {
+				jobs.push({ id, chunk: list.slice(i, i + TOPICS_PER_CLIENT) });
+			}
 		}
 	}
 	await Promise.all(
@@ -311,10 +320,11 @@ function compareRound({ identities, topics, pbState, oursState, eventsByKey, use
 			const a = pbState.deliveries.get(subKey) ?? new Map();
 			const b = oursState.deliveries.get(subKey) ?? new Map();
 			for (const key of new Set([...a.keys(), ...b.keys()])) {
-				stats.compared++;
+				tally.compared++;
 				const pa = a.get(key) ?? [];
 				const pb = b.get(key) ?? [];
 				const base = {
+					caseObj: t.case,
 					case: t.case?.name ?? "users",
 					identity: id.label,
 					user: id.index === undefined ? null : userById(id.record.id),
@@ -337,8 +347,10 @@ function compareRound({ identities, topics, pbState, oursState, eventsByKey, use
 }
 
 function addDiff(d) {
-	d.class = classify(d);
-	stats.diffs.push(d);
+	const { caseObj, ...rest } = d;
+	Object.defineProperty(rest, "caseObj", { value: caseObj, enumerable: false }); // not in the JSON report
+	rest.class = classify(rest);
+	tally.diffs.push(rest);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +378,7 @@ async function loadAllRules(ctx, cases) {
 		const bad = live.length ? await findRefused(live) : null;
 		if (!bad) throw new Error(`our Caddy refuses the base config: ${err}`);
 		bad.oursRefused = (await caddy.load(configFor([bad]))) ?? err;
-		addDiff({ kind: "refused", case: bad.name, rule: bad.listRule, viewRule: bad.viewRule, detail: bad.oursRefused });
+		if (!bad.parent) addDiff({ kind: "refused", caseObj: bad, case: bad.name, rule: bad.listRule, viewRule: bad.viewRule, detail: bad.oursRefused });
 		stats.oursRefused.push({ case: bad.name, listRule: bad.listRule, viewRule: bad.viewRule, error: bad.oursRefused });
 		live = live.filter((c) => c !== bad);
 	}
@@ -394,7 +406,7 @@ async function runRound(ctx, round, index) {
 		},
 	);
 	const live = cases.filter((c) => !c.pbRejected);
-	stats.cases += live.length;
+	tally.cases += live.length;
 
 	const phases = round.phases ? round.phases(live) : [live.map(stepsForCase)];
 	const topics = roundTopics(live, round.userTopics, users);
@@ -418,7 +430,7 @@ async function runRound(ctx, round, index) {
 		const c = ev.step.c;
 		addDiff({ kind: "event-refused", case: c?.name ?? "users", rule: c?.listRule, viewRule: c?.viewRule, action: ev.action, record: ev.record, detail: error });
 	}
-	stats.eventsPublished += events.length - refused.length;
+	tally.eventsPublished += events.length - refused.length;
 	let sentinelN = 0;
 	await settle(
 		oursState,
@@ -428,10 +440,46 @@ async function runRound(ctx, round, index) {
 	closeSubscribers(oursState);
 	log(`${label}: ours ${oursState.total} deliveries`);
 
-	stats.deliveriesPB += pbState.total;
-	stats.deliveriesOurs += oursState.total;
+	tally.deliveriesPB += pbState.total;
+	tally.deliveriesOurs += oursState.total;
 	const eventsByKey = new Map(events.map((e) => [`${e.action}:${e.record.evt}`, e]));
 	compareRound({ identities, topics, pbState, oursState, eventsByKey, userById: ctx.userById });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shrinking: a generated case whose deliveries differ is run again as one case per comparison of its
+// rules (and per filter, under an open rule), with the same records and ops. The comparisons that
+// differ alone are the minimal reproductions, and their categories explain the case's differences.
+
+const COMPARED_KINDS = ["less", "leak", "payload", "dup"];
+
+function shrinkCases(c) {
+	if (!c.atoms) return [];
+	const out = c.atoms.map((a, j) => ({ name: `${c.name}~${j}`, parent: c, listRule: a, viewRule: a, records: c.records, ops: c.ops, filters: [] }));
+	c.filters.forEach((f, j) => out.push({ name: `${c.name}~f${j}`, parent: c, listRule: "", viewRule: "", records: c.records, ops: c.ops, filters: [f] }));
+	return out;
+}
+
+async function shrink(ctx, firstIndex) {
+	const differing = new Set(stats.diffs.filter((d) => COMPARED_KINDS.includes(d.kind) && !d.class && d.caseObj?.shrink?.length).map((d) => d.caseObj));
+	if (!differing.size) return;
+	const cases = [...differing].flatMap((c) => c.shrink.filter((s) => !s.oursRefused));
+	log(`shrinking ${differing.size} differing generated cases into ${cases.length} single-comparison cases`);
+	tally = stats.shrink;
+	for (let i = 0; i < cases.length; i += ROUND_SIZE) await runRound(ctx, { cases: cases.slice(i, i + ROUND_SIZE) }, firstIndex + i / ROUND_SIZE);
+	tally = stats;
+	// A case's difference is explained when single comparisons of it differ the same way; it takes
+	// their categories, and stays unlisted if one of them is unlisted (that one is the reproduction).
+	for (const d of stats.diffs) {
+		if (!COMPARED_KINDS.includes(d.kind) || d.class || !differing.has(d.caseObj)) continue;
+		const alone = stats.shrink.diffs.filter((x) => x.caseObj?.parent === d.caseObj && x.kind === d.kind);
+		d.shrunk = [...new Set(alone.map((x) => `${x.case}: ${JSON.stringify(x.filter ? `filter ${x.filter}` : x.rule)} -> ${x.class ? x.class.category : "UNLISTED"}`))];
+		if (alone.length && alone.every((x) => x.class)) {
+			const cats = [...new Set(alone.map((x) => x.class.category))].sort();
+			const failure = alone.find((x) => x.class.known === "failure");
+			d.class = { category: cats.join("+"), reason: "its single comparisons differ alone", known: failure ? "failure" : "expected" };
+		}
+	}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,6 +502,7 @@ function describe(d) {
 		lines.push(`    ours:       ${JSON.stringify(brief(d.ours))}`);
 	}
 	if (d.detail) lines.push(`    ${d.detail}`);
+	if (d.shrunk) lines.push(d.shrunk.length ? `    differs alone: ${d.shrunk.join("; ")}` : "    no single comparison of it differs alone");
 	if (d.class) lines.push(`    -> ${d.class.known === "failure" ? "KNOWN FAILURE" : "expected"}: ${d.class.category}`);
 	return lines.join("\n");
 }
@@ -500,6 +549,13 @@ function summarize() {
 		const seen = new Set();
 		const firsts = stats.diffs.filter((d) => d.class?.known === "expected" && !seen.has(d.class.category + d.kind) && seen.add(d.class.category + d.kind));
 		show("expected differences, one per category (DIFF_VERBOSE=1 for all)", firsts);
+	}
+	const sh = stats.shrink;
+	if (sh.cases) {
+		console.log(`\nshrink rounds: ${sh.cases} single-comparison cases, ${sh.compared} deliveries compared, ${sh.diffs.length} differences`);
+		const seen = new Set();
+		const repro = sh.diffs.filter((d) => !d.class && !seen.has(d.case + d.kind) && seen.add(d.case + d.kind));
+		show("minimal reproductions: single comparisons that differ alone, unlisted (one per comparison and kind)", repro, 40);
 	}
 	if (stats.pbRejected.length) {
 		console.log(`\n--- rules PocketBase rejected (${stats.pbRejected.length}; generator noise, first 5) ---`);
@@ -553,11 +609,14 @@ async function main() {
 		ar.cases = ar.cases.filter((c) => !ONLY || ONLY.has(c.name));
 		stats.handwritten += ar.cases.length;
 		if (ar.cases.length) rounds.push(ar);
-		const everyCase = rounds.flatMap((round) => round.cases);
+		// Every generated case's comparisons, each alone, in case the case differs (see shrink()).
+		for (const c of selected) c.shrink = shrinkCases(c);
+		const everyCase = [...rounds.flatMap((round) => round.cases), ...selected.flatMap((c) => c.shrink)];
 		everyCase.forEach((c, i) => (c.collection = `k${i}`));
 		await loadAllRules(ctx, everyCase);
 		log(`our Caddy loaded ${everyCase.filter((c) => !c.oursRefused).length} collections' rules in one config`);
 		for (const [i, round] of rounds.entries()) await runRound(ctx, round, i);
+		await shrink(ctx, rounds.length);
 		code = summarize();
 	} catch (err) {
 		console.error(err);
