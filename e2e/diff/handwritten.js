@@ -142,6 +142,9 @@ export function handwrittenCases(U) {
 			filters: [`members.id ?= '${U[2].id}'`, `members ?= '${U[2].id}'`, `author.id = '${U[2].id}'`, `author = '${U[2].id}'`],
 		}),
 		hw("rule-relation-path-literal", `members.id ?= '${U[2].id}'`, { records: [{ members: [U[2].id] }, { members: [U[0].id] }] }),
+		// One comparison ours cannot decide, or'ed with one that holds: PocketBase allows.
+		hw("undecidable-or-true", "author.plan = 'pro' || title = 'x'", { records: [{ author: U[1].id, title: "x" }, { author: U[0].id, title: "y" }] }),
+		hw("json-missing-or-true", "meta.nested.k != 'q' || status = 'published'", { records: [{ meta: null, status: "published" }, { meta: { nested: { k: "q" } }, status: "draft" }] }),
 		// Constants and the request.
 		hw("context", "@request.context = 'realtime' && @request.method = 'GET'", { records: [{ title: "x" }] }),
 		hw("everyone", "", { records: [{ title: "x" }], updates: [[0, { title: "y" }]], del: 0 }),
