@@ -42,7 +42,8 @@ type loop struct {
 	rbuf     []byte      // shared read buffer: connections keep no buffer of their own
 	now      int64       // unix ns, refreshed before each read
 
-	reqs        []*reqConn // keep-alive request sockets, used round-robin
+	reqs        []*reqConn           // keep-alive request sockets, used round-robin
+	srcReqs     map[[4]byte]*reqConn // request sockets bound to a source address (ConnSpec.SourceIPs)
 	reqNext     int
 	dirty       []*reqConn // request sockets with bytes to write after this round
 	subs        []*subConn // every subscriber connection of this loop, by start order
@@ -166,6 +167,9 @@ func (l *loop) shutdown() {
 		c.close(closeLocal)
 	}
 	for _, r := range l.reqs {
+		r.close(errors.New("load generator stopped"))
+	}
+	for _, r := range l.srcReqs {
 		r.close(errors.New("load generator stopped"))
 	}
 	l.closeFDs()

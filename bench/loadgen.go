@@ -64,9 +64,10 @@ type ConnSpec struct {
 	Topics      []string // POSTed (PocketBase) or query topics (Mercure)
 	Tokens      []string // Authorization values by user index
 	UserOf      func(i int) int
-	Stall       bool // stop reading once subscribed
-	RcvBuf      int  // SO_RCVBUF, 0 = kernel default
-	MaxInflight int  // connects in progress at once over all loops; 0 = 512
+	Stall       bool      // stop reading once subscribed
+	RcvBuf      int       // SO_RCVBUF, 0 = kernel default
+	MaxInflight int       // connects in progress at once over all loops; 0 = 512
+	SourceIPs   [][4]byte // bind connection i (and its POSTs) to SourceIPs[i%len]; empty = kernel's choice
 
 	getRequest []byte
 }

@@ -13,6 +13,7 @@ type request struct {
 	waiter  responseWaiter
 	tag     int
 	retried bool
+	src     *[4]byte // local address the request must come from (the stream's), nil = any
 }
 
 // responseWaiter is told the outcome of a request on the loop's thread:
@@ -31,6 +32,7 @@ type reqConn struct {
 	pending []*request // sent or queued, oldest first
 	resp    respReader
 	dirty   bool
+	src     *[4]byte // bound local address, nil = kernel's choice
 }
 
 func (r *reqConn) send(q *request) {
@@ -54,7 +56,7 @@ func (r *reqConn) markDirty() {
 }
 
 func (r *reqConn) connect() error {
-	fd, err := dial(r.l.lg.addr, 0)
+	fd, err := dialFrom(r.l.lg.addr, 0, r.src)
 	if err != nil {
 		return err
 	}
@@ -205,6 +207,10 @@ func (r *reqConn) close(err error) {
 
 // request sends q on the loop's next request socket.
 func (l *loop) request(q *request) {
+	if q.src != nil {
+		l.requestFrom(q)
+		return
+	}
 	r := l.reqs[l.reqNext]
 	l.reqNext = (l.reqNext + 1) % len(l.reqs)
 	r.send(q)

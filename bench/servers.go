@@ -38,6 +38,7 @@ type ServerOptions struct {
 	OwnerRule bool   // posts readable only by their author (workload h)
 	AuthURL   string // ours: the auth lookup endpoint (workload h)
 	Users     int    // pocketbase: users to create, with tokens (workload h)
+	Realtime  string // ours: extra lines inside the realtime block (the abuse suite)
 }
 
 // OwnerRule is the list and view rule of workload h, on both servers.
@@ -109,6 +110,7 @@ func oursSite(opts ServerOptions) string {
 	if opts.OwnerRule {
 		fmt.Fprintf(&b, "\t\tcollection posts {\n\t\t\tlist_rule %q\n\t\t\tview_rule %q\n\t\t}\n", OwnerRule, OwnerRule)
 	}
+	b.WriteString(opts.Realtime)
 	b.WriteString("\t}\n")
 	return b.String()
 }

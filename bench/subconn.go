@@ -75,7 +75,7 @@ type pubTrack struct {
 
 func (c *subConn) start() {
 	c.startedAt = nowNano()
-	fd, err := dial(c.l.lg.addr, c.g.spec.RcvBuf)
+	fd, err := dialFrom(c.l.lg.addr, c.g.spec.RcvBuf, c.src())
 	if err != nil {
 		c.fail(err.Error())
 		return
@@ -281,7 +281,7 @@ func (c *subConn) postSubscription(tag int) {
 	}
 	b.WriteString("\r\n")
 	b.Write(body)
-	c.l.request(&request{data: b.Bytes(), waiter: c, tag: tag})
+	c.l.request(&request{data: b.Bytes(), waiter: c, tag: tag, src: c.src()})
 }
 
 // Request tags of a subscriber's POSTs.

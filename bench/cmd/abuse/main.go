@@ -1,0 +1,187 @@
+// Command abuse replays the attacks of issue 9 against our Caddy (and
+// PocketBase where they apply), each beside the same load without the attack,
+// and writes ABUSE.md and abuse.json.
+//
+//	go run ./bench/cmd/abuse -out bench/results          # full: about 12 minutes
+//	go run ./bench/cmd/abuse -quick -out bench/.work/abuse  # about 6 minutes
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddy-realtime/realtime/bench"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-flood-child" {
+		if err := bench.RunFloodChild(os.Args[2:]); err != nil {
+			fail(err)
+		}
+		return
+	}
+	out := flag.String("out", "bench/results", "directory for ABUSE.md and abuse.json")
+	quick := flag.Bool("quick", false, "smaller attacks and shorter phases")
+	only := flag.String("only", "", "comma-separated attack ids (filters,refilter,huge-body,trickle,topic-bytes,spellings,stalled,auth-flood,conn-flood)")
+	servers := flag.String("servers", "", "comma-separated servers (ours,pocketbase); default both where the attack applies")
+	params := flag.String("set", "", "override sizes, e.g. -set AttackDur=10s,StallConns=1000 (see bench.AbuseParams)")
+	caddy := flag.String("caddy", "", "use this caddy binary instead of building the working tree (and -commit to name it)")
+	commit := flag.String("commit", "", "the tree measured, for the report (default: HEAD of the working tree, +dirty)")
+	skipBuild := flag.Bool("skip-build", false, "use bench/.work/caddy as built last time")
+	render := flag.String("render", "", "rewrite ABUSE.md in -out from an earlier abuse.json, without running")
+	flag.Parse()
+
+	if *render != "" {
+		res, err := bench.ReadAbuseResults(*render)
+		if err != nil {
+			fail(err)
+		}
+		if err := res.Write(outDir(*out)); err != nil {
+			fail(err)
+		}
+		fmt.Print(res.Markdown())
+		return
+	}
+
+	root, err := repoRoot()
+	if err != nil {
+		fail(err)
+	}
+	work := filepath.Join(root, "bench", ".work")
+	if err := bench.RaiseFileLimit(); err != nil {
+		fail(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fail(err)
+	}
+	load := loadAvg()
+	start := time.Now()
+	ab := &bench.AbuseBench{P: bench.AbuseFull(), WorkDir: filepath.Join(work, "run"), Log: os.Stderr, Self: self,
+		Only: set(*only), Kinds: map[bench.Kind]bool{}}
+	mode := "full"
+	if *quick {
+		ab.P, mode = bench.AbuseQuick(), "quick"
+	}
+	if err := ab.P.Set(*params); err != nil {
+		fail(err)
+	}
+	for k := range set(*servers) {
+		ab.Kinds[bench.Kind(k)] = true
+	}
+
+	ab.Bins = bench.Bins{Caddy: filepath.Join(work, "caddy"), PocketBase: filepath.Join(root, "e2e", ".peer", "base")}
+	stamp := treeState(root)
+	switch {
+	case *caddy != "":
+		abs, err := filepath.Abs(*caddy)
+		if err != nil {
+			fail(err)
+		}
+		ab.Bins.Caddy, stamp = abs, "binary "+*caddy
+	case !*skipBuild:
+		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
+		if err := run(root, "go", "build", "-o", ab.Bins.Caddy, "./cmd/caddy"); err != nil {
+			fail(fmt.Errorf("building our caddy: %w", err))
+		}
+	}
+	if *commit != "" {
+		stamp = *commit
+	}
+	if _, err := os.Stat(ab.Bins.PocketBase); err != nil && (len(ab.Kinds) == 0 || ab.Kinds[bench.KindPocketBase]) {
+		fmt.Fprintln(os.Stderr, "building pocketbase (e2e/scripts/build-pocketbase.sh)...")
+		if err := run(root, "bash", filepath.Join(root, "e2e", "scripts", "build-pocketbase.sh")); err != nil {
+			fail(fmt.Errorf("building pocketbase: %w", err))
+		}
+	}
+
+	ab.RunAll()
+
+	res := bench.NewAbuseResults(ab.Records, ab.P, mode)
+	res.Command = "go run ./bench/cmd/abuse " + strings.Join(os.Args[1:], " ")
+	res.Commit = stamp
+	res.LoadBefore = load
+	res.TotalSeconds = time.Since(start).Seconds()
+	dir := outDir(*out)
+	if err := res.Write(dir); err != nil {
+		fail(err)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s in %v\n", dir, time.Since(start).Round(time.Second))
+	fmt.Print(res.Markdown())
+}
+
+func run(dir, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func outDir(dir string) string {
+	if !filepath.IsAbs(dir) {
+		wd, _ := os.Getwd()
+		dir = filepath.Join(wd, dir)
+	}
+	return dir
+}
+
+// repoRoot is the directory holding the main module's go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.Contains(string(b), "module github.com/caddy-realtime/realtime\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("run from inside the caddy-realtime repository")
+		}
+		dir = parent
+	}
+}
+
+// treeState is the commit measured, +dirty when tracked files outside bench/ differ from it.
+func treeState(root string) string {
+	head, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	state := strings.TrimSpace(string(head))
+	st, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench").Output()
+	if len(strings.TrimSpace(string(st))) > 0 {
+		state += "+dirty"
+	}
+	return state
+}
+
+func set(csv string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range strings.Split(csv, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			m[s] = true
+		}
+	}
+	return m
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "abuse:", err)
+	os.Exit(1)
+}
