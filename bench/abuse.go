@@ -40,6 +40,7 @@ type AbuseParams struct {
 	SpellingStreams, Spellings           int // 3b: streams x spellings of posts/*
 
 	StallConns int     // 4: streams that never read
+	StallIPs   int     // from this many addresses 127.0.5.x
 	StallPad   int     // bytes of padding per event in attack 4 (both phases)
 	StallRate  float64 // events/s in attack 4 (both phases)
 
@@ -59,7 +60,7 @@ func AbuseFull() AbuseParams {
 		HugeBodyMB: 32, HugeBodyConc: 8, TrickleConns: 40, TrickleMB: 31, TrickleEvery: 5 * time.Second,
 		MemClients: 300, MemTopics: 1000, MemTopicBytes: 2500,
 		SpellingStreams: 50, Spellings: 1000,
-		StallConns: 3000, StallPad: 20000, StallRate: 50,
+		StallConns: 3000, StallIPs: 100, StallPad: 20000, StallRate: 50,
 		AuthPosts: 15000, AuthConc: 3000, AuthStreams: 100, AuthDelay: 50 * time.Millisecond,
 		FloodConns: 20500, FloodChildren: 3,
 	}

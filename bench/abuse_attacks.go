@@ -20,7 +20,8 @@ import (
 
 // Attacks of issue 9, in the order they run. Attackers come from 127.0.0.1
 // (one IP); healthy subscribers from 127.0.1.x; probes of a "real user" from
-// 127.0.0.2; the connection flood from many addresses (127.0.2.0 up).
+// 127.0.0.2; the connection flood (127.0.2.x up) and the stalled streams
+// (127.0.5.x up) from many addresses, as a botnet would.
 var Attacks = []Attack{
 	{ID: "filters", Name: "1a: guest streams x 1000 filtered topics of 80 clauses", Kinds: pbKinds, start: attackFilters},
 	{ID: "refilter", Name: "1b: 1000 fresh 401-deep filters re-posted every 1.2 s", Kinds: pbKinds, start: attackRefilter},
@@ -322,6 +323,9 @@ func attackStalled(r *abuseRun) func() {
 	}
 	spec := r.srv.Subscriber()
 	spec.Stall, spec.RcvBuf = true, 4096
+	for i := range max(r.p.StallIPs, 1) { // many addresses: max_clients_per_ip is not what this attack tests
+		spec.SourceIPs = append(spec.SourceIPs, [4]byte{127, 0, byte(5 + i/250), byte(1 + i%250)})
+	}
 	g := lg.Connect(&spec, r.p.StallConns)
 	port := r.srv.Port()
 	t0 := time.Now()

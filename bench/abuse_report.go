@@ -138,8 +138,9 @@ const abuseMethod = `- Each attack runs on a fresh server: the healthy subscribe
   acknowledged within the window / window), publish request p99, and the server's peak RSS and open files
   (/proc/PID/stat and /proc/PID/fd every 250 ms). The attacker is stopped when the window closes.
 - Healthy subscribers come from 127.0.1.x, attackers from 127.0.0.1 (one IP), "real user" probes from
-  127.0.0.2, and the connection flood from 127.0.2.x-127.0.4.x in child processes (each has its own 20,000-file
-  limit, so together they can reach the server's). Attackers using the load generator (filters, topic-bytes,
+  127.0.0.2; the stalled streams from StallIPs addresses 127.0.5.x and the connection flood from
+  127.0.2.x-127.0.4.x in child processes (each has its own 20,000-file limit, so together they can reach the
+  server's), so that max_clients_per_ip alone cannot stop those two. Attackers using the load generator (filters, topic-bytes,
   spellings, stalled) have their own, so their frames never count as healthy ones.
 - "What the attacker got": subscribed/failed streams, frames and bytes it received, the answers it saw
   (status and message), and per attack: evicted stalled streams (server socket no longer established),
