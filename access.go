@@ -41,6 +41,12 @@ type AuthConfig struct {
 	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
 	// CacheSize is the most lookups kept. Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
+	// MaxConcurrent bounds the new lookups of URL in flight (and the
+	// connections to it). Up to as many more wait at most 1s for a slot; one
+	// client IP may hold a quarter of them (at least 1); the rest get 503 with
+	// Retry-After. Cached tokens and lookups already in flight never wait. JWT
+	// verification is local and not limited. Default: 32; negative: no limit.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
 }
 
 // JWTConfig verifies tokens locally; claims become the auth record
@@ -135,6 +141,9 @@ func (a *AuthConfig) authConfig() (auth.Config, error) {
 		CacheTTL:    time.Duration(a.CacheTTL),
 		NegativeTTL: time.Duration(a.NegativeTTL),
 		CacheSize:   a.CacheSize,
+
+		MaxConcurrent: a.MaxConcurrent,
+		ClientIP:      caddyClientIP,
 	}
 	if j := a.JWT; j != nil {
 		c.JWT = &auth.JWTConfig{Secret: j.Secret, JWKSURL: j.JWKSURL, Algorithms: j.Algorithms, Issuer: j.Issuer, Audience: j.Audience}

@@ -105,6 +105,7 @@ func TestCaddyAuthAndRules(t *testing.T) {
 	for _, line := range []string{
 		`caddy_realtime_auth_lookups_total{broker="default",outcome="miss"} `,
 		`caddy_realtime_auth_lookups_total{broker="default",outcome="hit"} `,
+		`caddy_realtime_auth_lookups_total{broker="default",outcome="limited"} 0`,
 		`caddy_realtime_rule_evaluations_total{broker="default"} `,
 	} {
 		if !strings.Contains(metrics, line) {

@@ -53,6 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			cache_ttl   <duration>
 //			negative_ttl <duration>
 //			cache_size  <n>
+//			max_concurrent <n>  # new lookups of url in flight; default 32 (see AuthConfig.MaxConcurrent)
 //			jwt {
 //				secret     <secret>
 //				public_key <pem file>
@@ -219,6 +220,8 @@ func (a *AuthConfig) unmarshal(d *caddyfile.Dispenser) error {
 			a.NegativeTTL, err = plainDuration(d)
 		case "cache_size":
 			a.CacheSize, err = intArg(d)
+		case "max_concurrent":
+			a.MaxConcurrent, err = intArg(d)
 		case "jwt":
 			a.JWT = new(JWTConfig)
 			err = a.JWT.unmarshal(d)

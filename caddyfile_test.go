@@ -150,6 +150,7 @@ func TestCaddyfileAccessOptions(t *testing.T) {
 			cache_ttl    30s
 			negative_ttl 5s
 			cache_size   500
+			max_concurrent 16
 		}
 		superusers "@request.auth.collectionName = '_superusers'"
 		collection posts {
@@ -165,7 +166,7 @@ func TestCaddyfileAccessOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(map[string]any{"auth": h["auth"], "superusers": h["superusers"], "collections": h["collections"], "topics": h["topics"]})
-	want := `{"auth":{"cache_size":500,"cache_ttl":30000000000,"headers":["Authorization","Cookie"],"method":"POST","negative_ttl":5000000000,"record_path":"record","timeout":2000000000,"url":"http://127.0.0.1:3000/api/me"},` +
+	want := `{"auth":{"cache_size":500,"cache_ttl":30000000000,"headers":["Authorization","Cookie"],"max_concurrent":16,"method":"POST","negative_ttl":5000000000,"record_path":"record","timeout":2000000000,"url":"http://127.0.0.1:3000/api/me"},` +
 		`"collections":{"drafts":{"view_rule":"author = @request.auth.id"},"posts":{"list_rule":"","view_rule":"status = 'published' || author = @request.auth.id"}},` +
 		`"superusers":"@request.auth.collectionName = '_superusers'",` +
 		`"topics":[{"pattern":"admin_*","rule":"@request.auth.isAdmin = true"}]}`
@@ -203,6 +204,8 @@ func TestCaddyfileAccessErrors(t *testing.T) {
 		{"topic without rule", "realtime {\n\ttopic admin_*\n}", `topic: expected a pattern and a rule`},
 		{"superusers without rule", "realtime {\n\tsuperusers\n}", `superusers: expected one value`},
 		{"empty headers", "realtime {\n\tauth {\n\t\theaders\n\t}\n}", `headers: expected at least one header name`},
+		{"max_concurrent not a number", "realtime {\n\tauth {\n\t\tmax_concurrent lots\n\t}\n}", `max_concurrent: invalid number "lots"`},
+		{"max_concurrent negative", "realtime {\n\tauth {\n\t\tmax_concurrent -1\n\t}\n}", `max_concurrent: invalid number "-1"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := adaptHandler(t, tc.body)

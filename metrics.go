@@ -49,7 +49,7 @@ func newBrokerCollector() *brokerCollector {
 		evictions:     d("evictions_total", "Clients evicted by the server.", "reason"),
 		fanout:        d("fanout_duration_seconds", "Time to queue one event for every matching client."),
 		authLookups: d("auth_lookups_total",
-			"Credential lookups of subscription POSTs by outcome (hit: cache, miss: a lookup was made, shared: waited for another's lookup, refused: guest, error: 503); since the last config load.", "outcome"),
+			"Credential lookups of subscription POSTs by outcome (hit: cache, miss: a lookup was made, shared: waited for another's lookup, refused: guest, error: 503, limited: 503 by max_concurrent); since the last config load.", "outcome"),
 		ruleEvaluations: d("rule_evaluations_total", "Access rule and filter evaluations since the last config load."),
 	}
 }
@@ -89,7 +89,7 @@ func (c *brokerCollector) collect(ch chan<- prometheus.Metric, s broker.Stats) {
 		counter(c.ruleEvaluations, st.rules.Evaluations())
 		if st.authn != nil {
 			a := st.authn.Stats()
-			for outcome, n := range map[string]uint64{"hit": a.Hits, "miss": a.Misses, "shared": a.Shared, "refused": a.Refused, "error": a.Errors} {
+			for outcome, n := range map[string]uint64{"hit": a.Hits, "miss": a.Misses, "shared": a.Shared, "refused": a.Refused, "error": a.Errors, "limited": a.Limited} {
 				counter(c.authLookups, n, outcome)
 			}
 		}

@@ -148,6 +148,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
+		cfg.Logger = h.logger
 		if authn, err = auth.New(cfg); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}

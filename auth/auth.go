@@ -9,6 +9,12 @@
 // hash of the credentials (never the credentials themselves); refusals are
 // cached for a shorter time and errors not at all; concurrent lookups of one
 // credential share one request.
+//
+// New endpoint lookups are bounded (Config.MaxConcurrent, a short queue, a
+// share per client IP) so a flood of made-up tokens cannot pile requests and
+// connections onto the endpoint: beyond the bound a lookup is refused with a
+// *LimitError (503 with Retry-After), while cached tokens and lookups already
+// in flight are answered as usual.
 package auth
 
 import (
@@ -44,14 +50,15 @@ func unavailable(format string, args ...any) error {
 }
 
 // Stats counts Authenticate calls that carried credentials, by outcome.
-// Every such call is a Hit, a Miss or Shared (or was canceled while waiting);
-// every Miss ends as a record, a refusal (Refused) or an error (Errors).
+// Every such call is a Hit, a Miss, Shared or Limited (or was canceled while
+// waiting); every Miss ends as a record, a refusal (Refused) or an error (Errors).
 type Stats struct {
 	Hits    uint64 // answered from the cache (records and cached refusals)
 	Misses  uint64 // lookups made (endpoint requests or JWT verifications)
 	Shared  uint64 // calls that waited for a lookup another call was making
 	Refused uint64 // lookups that ended as guest: 401/403, bad/expired/forged JWT
 	Errors  uint64 // lookups that could not be made
+	Limited uint64 // calls refused by the concurrency limit (a *LimitError)
 }
 
 // Authenticator resolves credentials to auth records. It is safe for
@@ -65,6 +72,8 @@ type Authenticator struct {
 	jwt       *jwtVerifier    // JWT lookups
 	cache     *ristretto.Cache[string, *entry]
 	flights   singleflight.Group
+	limit     *limiter // new URL lookups; nil = unlimited (JWT, MaxConcurrent < 0)
+	refusals  refusalLog
 
 	// mu orders cache writes against Forget and Close: stores hold it shared,
 	// Forget and Close exclusively, so a lookup that raced a Forget is not cached.
@@ -77,7 +86,7 @@ type Authenticator struct {
 	revMu      sync.Mutex
 	byIdentity map[string]map[*entry]struct{}
 
-	hits, misses, shared, refused, errs atomic.Uint64
+	hits, misses, shared, refused, errs, limited atomic.Uint64
 
 	testHookWaiting func() // tests: called once a caller waits for a lookup
 }
@@ -101,12 +110,19 @@ func New(c Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Authenticator{cfg: n, byIdentity: make(map[string]map[*entry]struct{})}
+	a := &Authenticator{cfg: n, byIdentity: make(map[string]map[*entry]struct{}), refusals: refusalLog{log: n.Logger}}
 
 	a.client = n.HTTPClient
 	jwksClient := n.HTTPClient
 	if a.client == nil {
 		a.transport = http.DefaultTransport.(*http.Transport).Clone()
+		if n.MaxConcurrent > 0 {
+			// At most one connection per lookup slot, kept idle for reuse:
+			// the open files a flood can cost us are bounded.
+			a.transport.MaxConnsPerHost = n.MaxConcurrent
+			a.transport.MaxIdleConnsPerHost = n.MaxConcurrent
+			a.transport.MaxIdleConns = n.MaxConcurrent
+		}
 		a.client = &http.Client{
 			Transport: a.transport,
 			// A redirect (to a login page, typically) is not an answer about
@@ -120,6 +136,7 @@ func New(c Config) (*Authenticator, error) {
 		a.lookup = a.jwt.verify
 	} else {
 		a.lookup = a.lookupURL
+		a.limit = newLimiter(n)
 	}
 
 	size := int64(n.CacheSize)
@@ -149,9 +166,10 @@ func keyToHash(k string) (uint64, uint64) {
 // Authenticate returns the auth record for r's credentials: nil (guest) when r
 // carries none or they are refused (401/403 from the endpoint; a bad, expired
 // or forged JWT), an error wrapping ErrUnavailable when the lookup could not be
-// made (the caller answers 503). An error also comes back when r's context ends
-// while waiting. The returned record is shared with the cache: treat it as
-// read-only.
+// made (the caller answers 503). A new endpoint lookup beyond the concurrency
+// limit is not made: the error is a *LimitError (wrapping ErrLimited and
+// ErrUnavailable). An error also comes back when r's context ends while
+// waiting. The returned record is shared with the cache: treat it as read-only.
 func (a *Authenticator) Authenticate(r *http.Request) (*broker.Auth, error) {
 	c := a.credentials(r)
 	if c == nil {
@@ -165,9 +183,23 @@ func (a *Authenticator) Authenticate(r *http.Request) (*broker.Auth, error) {
 	gen := a.gen.Load()
 	// The lookup may be shared by other callers: it must not end with r.
 	ctx := context.WithoutCancel(r.Context())
+	var ip string
+	if a.limit != nil {
+		ip = a.clientIP(r)
+	}
 	led := false
 	ch := a.flights.DoChan(flightKey(c.key, gen), func() (any, error) {
 		led = true
+		if a.limit != nil {
+			// Only a new lookup takes a slot, charged to the caller who
+			// started it; callers joining it do not.
+			release, refused := a.limit.acquire(ip)
+			if refused != nil {
+				a.refusals.note(ip, refused)
+				return nil, refused
+			}
+			defer release()
+		}
 		return a.resolve(ctx, c, gen)
 	})
 	if a.testHookWaiting != nil {
@@ -175,7 +207,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (*broker.Auth, error) {
 	}
 	select {
 	case res := <-ch:
-		if !led {
+		var le *LimitError
+		switch {
+		case res.Err != nil && errors.As(res.Err, &le):
+			a.limited.Add(1)
+		case !led:
 			a.shared.Add(1)
 		}
 		if res.Err != nil {
@@ -307,6 +343,7 @@ func (a *Authenticator) Stats() Stats {
 		Shared:  a.shared.Load(),
 		Refused: a.refused.Load(),
 		Errors:  a.errs.Load(),
+		Limited: a.limited.Load(),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -25,6 +26,15 @@ const (
 	DefaultCacheTTL    = time.Minute
 	DefaultNegativeTTL = 10 * time.Second
 	DefaultCacheSize   = 10000
+
+	// DefaultMaxConcurrent bounds the endpoint lookups in flight. Lookups are
+	// short (a session check); 32 at once serves bursts of thousands of new
+	// tokens a second while one flood cannot open thousands of connections.
+	DefaultMaxConcurrent = 32
+	// DefaultQueueTimeout is the longest a new lookup waits for a free slot
+	// before it is refused: long enough for a burst to drain, short enough
+	// that a client hears "retry" instead of hanging behind a stuck endpoint.
+	DefaultQueueTimeout = time.Second
 )
 
 // DefaultHeaders are the credential headers read when Config.Headers is empty.
@@ -62,6 +72,30 @@ type Config struct {
 	// redirects for URL lookups (a 3xx is an error) and has no timeout of its
 	// own: Timeout applies per lookup.
 	HTTPClient *http.Client
+
+	// MaxConcurrent bounds the endpoint (URL) lookups in flight at once, and
+	// the default client's connections to the endpoint; default 32, negative =
+	// no limit. Only new lookups take a slot: cache hits (records and cached
+	// refusals) and callers joining a lookup already in flight never wait.
+	// JWT verification is local and not limited (a JWKS fetch is already one
+	// at a time and rate-limited).
+	MaxConcurrent int
+	// MaxQueue is how many new lookups may wait for a slot; beyond it they
+	// are refused at once with a *LimitError. Default MaxConcurrent, negative
+	// = no waiting.
+	MaxQueue int
+	// QueueTimeout is the longest a lookup waits for a slot; default 1s.
+	QueueTimeout time.Duration
+	// MaxPerClient bounds one client's lookups in flight and waiting, so one
+	// IP cannot take every slot; default MaxConcurrent/4 (at least 1),
+	// negative = no per-client bound.
+	MaxPerClient int
+	// ClientIP names the client of a request for MaxPerClient (Caddy's
+	// client IP, which honours trusted_proxies); default the host of RemoteAddr.
+	ClientIP func(*http.Request) string
+	// Logger receives a warning, at most one per 10s, naming the client IPs
+	// whose lookups the limit refused; default none.
+	Logger *zap.Logger
 }
 
 // JWTConfig verifies tokens locally. Exactly one of Secret, PublicKey and JWKSURL is set.
@@ -135,6 +169,24 @@ func (c *Config) normalize() (*normalized, error) {
 	}
 	if n.CacheSize == 0 {
 		n.CacheSize = DefaultCacheSize
+	}
+
+	if c.QueueTimeout < 0 {
+		return nil, fmt.Errorf("auth: queue timeout must not be negative (got %v)", c.QueueTimeout)
+	}
+	if n.MaxConcurrent == 0 {
+		n.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if n.MaxConcurrent > 0 {
+		if n.MaxQueue == 0 {
+			n.MaxQueue = n.MaxConcurrent
+		}
+		if n.QueueTimeout == 0 {
+			n.QueueTimeout = DefaultQueueTimeout
+		}
+		if n.MaxPerClient == 0 {
+			n.MaxPerClient = max(1, n.MaxConcurrent/4)
+		}
 	}
 
 	hs := c.Headers

@@ -45,6 +45,7 @@ func TestValidate(t *testing.T) {
 		{"cookie with jwt", Config{JWT: &JWTConfig{Secret: "s"}, Headers: []string{"Cookie"}}, "Cookie header works only with url"},
 		{"negative timeout", Config{URL: "http://x", Timeout: -time.Second}, "timeout must not be negative"},
 		{"negative cache size", Config{URL: "http://x", CacheSize: -1}, "cache_size must not be negative"},
+		{"negative queue timeout", Config{URL: "http://x", QueueTimeout: -time.Second}, "queue timeout must not be negative"},
 		{"bad header", Config{URL: "http://x", Headers: []string{"X Token"}}, `"X Token" is not a valid header name`},
 		{"host header", Config{URL: "http://x", Headers: []string{"host"}}, "header Host cannot carry credentials"},
 		{"bad method", Config{URL: "http://x", Method: "GE T"}, "not a usable HTTP method"},

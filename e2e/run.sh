@@ -4,6 +4,8 @@
 #   e2e/run.sh caddy         # our module (builds e2e/.bin/caddy)
 #   e2e/run.sh pocketbase    # the reference PocketBase v0.40.4 (builds e2e/.peer/base once)
 #   e2e/run.sh all           # both; non-zero if either fails
+#   e2e/run.sh diff          # differential suite: PocketBase as the oracle for our Caddy (diff/run.js;
+#                            # DIFF_SEED, DIFF_CASES=3000 for a long run; see README)
 # Extra arguments after the target are passed to `node --test` (e.g. test/auth.test.js).
 # E2E_SKIP_BUILD=1 uses the binaries already there.
 set -uo pipefail
@@ -14,9 +16,9 @@ cd "$E2E_DIR"
 target="${1:-${E2E_TARGET:-caddy}}"
 [[ $# -gt 0 ]] && shift
 case "$target" in
-caddy | pocketbase | all) ;;
+caddy | pocketbase | all | diff) ;;
 *)
-	echo "usage: $0 [caddy|pocketbase|all] [test files...]" >&2
+	echo "usage: $0 [caddy|pocketbase|all|diff] [test files...]" >&2
 	exit 2
 	;;
 esac
@@ -26,12 +28,17 @@ if [[ ! -d node_modules ]]; then
 fi
 
 if [[ -z "${E2E_SKIP_BUILD:-}" ]]; then
-	if [[ "$target" == caddy || "$target" == all ]]; then
+	if [[ "$target" == caddy || "$target" == all || "$target" == diff ]]; then
 		./scripts/build-caddy.sh || exit 1
 	fi
-	if [[ "$target" == pocketbase || "$target" == all ]]; then
+	if [[ "$target" == pocketbase || "$target" == all || "$target" == diff ]]; then
 		./scripts/build-pocketbase.sh || exit 1
 	fi
+fi
+
+if [[ "$target" == diff ]]; then
+	echo "=== differential suite: PocketBase v0.40.4 as the oracle for our Caddy ==="
+	exec node diff/run.js "$@"
 fi
 
 files=("$@")

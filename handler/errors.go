@@ -2,8 +2,11 @@ package handler
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // apiError is PocketBase's error body; keys are emitted in the order data, message, status.
@@ -30,6 +33,19 @@ func writeError(w http.ResponseWriter, status int, message string, data map[stri
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// setRetryAfter sends Retry-After (whole seconds, at least 1) when err says
+// when to try again, as an auth lookup refused by its concurrency limit does
+// (auth.LimitError); it reports whether it did.
+func setRetryAfter(w http.ResponseWriter, err error) bool {
+	var ra interface{ RetryAfter() time.Duration }
+	if !errors.As(err, &ra) {
+		return false
+	}
+	secs := max(1, int((ra.RetryAfter()+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return true
 }
 
 func requiredError() fieldError {

@@ -21,7 +21,8 @@ type Handler struct {
 	// work); nil uses the host of RemoteAddr.
 	ClientIP func(*http.Request) string
 	// Authenticate turns a subscription POST's credentials into an auth record
-	// (nil = guest). An error means the lookup could not be made: 503, never a silent guest.
+	// (nil = guest). An error means the lookup could not be made: 503, never a silent guest;
+	// an error with a RetryAfter() time.Duration method (auth.LimitError) adds Retry-After.
 	Authenticate func(*http.Request) (*broker.Auth, error)
 	// CORSOrigins narrows Access-Control-Allow-Origin; empty or "*" allows any origin.
 	CORSOrigins []string

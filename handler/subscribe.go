@@ -54,7 +54,11 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	if h.Authenticate != nil {
 		var err error
 		if auth, err = h.Authenticate(r); err != nil {
-			h.logger().Warn("realtime auth lookup failed", zap.String("client", c.ID()), zap.Error(err))
+			// Refusals by the lookup limit say when to retry; the authenticator
+			// logs those itself, a line per 10s rather than one per request.
+			if !setRetryAfter(w, err) {
+				h.logger().Warn("realtime auth lookup failed", zap.String("client", c.ID()), zap.Error(err))
+			}
 			writeError(w, http.StatusServiceUnavailable,
 				"The authentication service is unavailable, please try again later.", nil)
 			return

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of caddy-realtime on a fresh machine: Go unit and Caddy tests
 # with -race, short fuzz runs, the PocketBase JS SDK suite against our Caddy and
-# against a real PocketBase, and the Chromium tests of the demo page.
+# against a real PocketBase, the differential suite (PocketBase as the oracle
+# for our rules and deliveries), and the Chromium tests of the demo page.
 # It installs what they need (npm packages, Debian's chromium, PocketBase built
 # from the Go module proxy). Set SKIP_E2E=1 or SKIP_BROWSER=1 to leave parts out.
 set -euo pipefail
@@ -43,6 +44,8 @@ fi
 if [ "${SKIP_E2E:-}" != 1 ]; then
 	step "PocketBase JS SDK suite: our Caddy and a real PocketBase"
 	e2e/run.sh all
+	step "differential suite: the same rules and events on PocketBase and on our Caddy"
+	E2E_SKIP_BUILD=1 e2e/run.sh diff
 fi
 
 if [ "${SKIP_BROWSER:-}" != 1 ]; then

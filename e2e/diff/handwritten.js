@@ -135,6 +135,16 @@ export function handwrittenCases(U) {
 		hw("filter-on-owner", "author = @request.auth.id", { records: owned({ n: 3 }), filters: ["n = 3", "title ~ 'u0'"] }),
 		hw("filter-with-request", "", { records: [{ title: "x" }], filters: ["@request.auth.id != ''", "title = '@request.auth.id'"] }),
 		hw("filter-bad-field", "", { records: [{ title: "x" }], filters: ["nope = 1"] }),
+		// A relation path in a subscription filter joins the related collection with the subscriber's
+		// access to it (users rule: self or same org); the relation's own value does not.
+		hw("filter-relation-path-hidden-user", "", {
+			records: [{ members: [U[2].id] }, { members: [U[0].id, U[2].id] }, { author: U[2].id }],
+			filters: [`members.id ?= '${U[2].id}'`, `members ?= '${U[2].id}'`, `author.id = '${U[2].id}'`, `author = '${U[2].id}'`],
+		}),
+		hw("rule-relation-path-literal", `members.id ?= '${U[2].id}'`, { records: [{ members: [U[2].id] }, { members: [U[0].id] }] }),
+		// One comparison ours cannot decide, or'ed with one that holds: PocketBase allows.
+		hw("undecidable-or-true", "author.plan = 'pro' || title = 'x'", { records: [{ author: U[1].id, title: "x" }, { author: U[0].id, title: "y" }] }),
+		hw("json-missing-or-true", "meta.nested.k != 'q' || status = 'published'", { records: [{ meta: null, status: "published" }, { meta: { nested: { k: "q" } }, status: "draft" }] }),
 		// Constants and the request.
 		hw("context", "@request.context = 'realtime' && @request.method = 'GET'", { records: [{ title: "x" }] }),
 		hw("everyone", "", { records: [{ title: "x" }], updates: [[0, { title: "y" }]], del: 0 }),

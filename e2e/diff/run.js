@@ -18,7 +18,7 @@ import { PocketBaseServer, CaddyServer, USER_PASSWORD, E2E_DIR } from "./servers
 import { USER_FIELDS, USERS_RULE, CASE_FIELDS, pbFields } from "./schema.js";
 import { rng, makeUsers, randomCase } from "./gen.js";
 import { handwrittenCases, authRound } from "./handwritten.js";
-import { classify, KNOWN_FAILURES } from "./known.js";
+import { classify, EXPECTED, KNOWN_FAILURES } from "./known.js";
 
 const SEED = Number(process.env.DIFF_SEED ?? 20261201);
 const NCASES = Number(process.env.DIFF_CASES ?? 300);
@@ -47,7 +47,11 @@ const stats = {
 	deliveriesOurs: 0,
 	compared: 0,
 	diffs: [],
+	// The shrink rounds: each comparison of a generated case that differed, run alone (same records and ops).
+	shrink: { cases: 0, compared: 0, eventsPublished: 0, deliveriesPB: 0, deliveriesOurs: 0, diffs: [] },
 };
+const COMPARED_KINDS = ["less", "leak", "payload", "dup"]; // differences in deliveries
+let tally = stats; // what runRound counts into: stats, or stats.shrink in the shrink rounds
 
 // ---------------------------------------------------------------------------------------------
 
@@ -159,9 +163,15 @@ function roundTopics(cases, userTopics, users) {
 async function openSubscribers(url, identities, topics) {
 	const state = { deliveries: new Map(), clients: [], total: 0, errors: [] };
 	const jobs = [];
+	// Topics with a filter go on clients of their own: the SDK sends all of a client's topics in one
+	// POST, so a server refusing one filter must not take the other topics down with it.
+	const plain = topics.filter((t) => !t.filter);
+	const filtered = topics.filter((t) => t.filter);
 	for (const id of identities) {
-		for (let i = 0; i === 0 || i < topics.length; i += TOPICS_PER_CLIENT) {
-			jobs.push({ id, chunk: topics.slice(i, i + TOPICS_PER_CLIENT) });
+		for (const list of [plain, filtered]) {
+			for (let i = 0; i < list.length || (i === 0 && list === plain); i += TOPICS_PER_CLIENT) {
+				jobs.push({ id, chunk: list.slice(i, i + TOPICS_PER_CLIENT) });
+			}
 		}
 	}
 	await Promise.all(
@@ -176,14 +186,22 @@ async function openSubscribers(url, identities, topics) {
 			} catch (err) {
 				throw new Error(`${url}: ${id.label} could not connect and subscribe to sentinel/*: ${err.status} ${JSON.stringify(err.response)} ${err.originalError?.message ?? err.message}`);
 			}
-			await Promise.all(
-				chunk.map((t) =>
-					pb
-						.collection(t.collection)
-						.subscribe(t.arg, (e) => deliver(state, `${id.label}|${t.key}`, e), t.filter ? { filter: t.filter } : undefined)
-						.catch((err) => state.errors.push(`${id.label} ${t.key}: ${err.status ?? ""} ${err.message}`)),
-				),
-			);
+			const sub = (t) => pb.collection(t.collection).subscribe(t.arg, (e) => deliver(state, `${id.label}|${t.key}`, e), t.filter ? { filter: t.filter } : undefined);
+			if (!chunk.some((t) => t.filter)) {
+				// Topics without filters: all at once (the SDK sends them in one POST).
+				await Promise.all(chunk.map((t) => sub(t).catch((err) => state.errors.push({ label: id.label, topic: t, error: `${err.status ?? ""} ${err.message}` }))));
+				return;
+			}
+			// Filters one by one: a server may refuse one (ours: 400/403 at subscribe time, a deliberate
+			// difference), and the SDK would send the refused topic again with every later one.
+			for (const t of chunk) {
+				try {
+					await sub(t);
+				} catch (err) {
+					state.errors.push({ label: id.label, topic: t, error: `${err.status ?? ""} ${err.response?.message ?? err.message}` });
+					delete pb.realtime.subscriptions[`${t.collection}/${t.arg}?options=${encodeURIComponent(JSON.stringify({ query: { filter: t.filter } }))}`];
+				}
+			}
 		}),
 	);
 	return state;
@@ -311,10 +329,11 @@ function compareRound({ identities, topics, pbState, oursState, eventsByKey, use
 			const a = pbState.deliveries.get(subKey) ?? new Map();
 			const b = oursState.deliveries.get(subKey) ?? new Map();
 			for (const key of new Set([...a.keys(), ...b.keys()])) {
-				stats.compared++;
+				tally.compared++;
 				const pa = a.get(key) ?? [];
 				const pb = b.get(key) ?? [];
 				const base = {
+					caseObj: t.case,
 					case: t.case?.name ?? "users",
 					identity: id.label,
 					user: id.index === undefined ? null : userById(id.record.id),
@@ -337,8 +356,12 @@ function compareRound({ identities, topics, pbState, oursState, eventsByKey, use
 }
 
 function addDiff(d) {
-	d.class = classify(d);
-	stats.diffs.push(d);
+	const { caseObj, ...rest } = d;
+	Object.defineProperty(rest, "caseObj", { value: caseObj, enumerable: false }); // not in the JSON report
+	// A generated case is classified through its single comparisons (shrink): a category matched on
+	// a whole compound rule could name a comparison that is not the one that differs.
+	rest.class = caseObj?.atoms && COMPARED_KINDS.includes(rest.kind) ? null : classify(rest);
+	tally.diffs.push(rest);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +389,7 @@ async function loadAllRules(ctx, cases) {
 		const bad = live.length ? await findRefused(live) : null;
 		if (!bad) throw new Error(`our Caddy refuses the base config: ${err}`);
 		bad.oursRefused = (await caddy.load(configFor([bad]))) ?? err;
-		addDiff({ kind: "refused", case: bad.name, rule: bad.listRule, viewRule: bad.viewRule, detail: bad.oursRefused });
+		if (!bad.parent) addDiff({ kind: "refused", caseObj: bad, case: bad.name, rule: bad.listRule, viewRule: bad.viewRule, detail: bad.oursRefused });
 		stats.oursRefused.push({ case: bad.name, listRule: bad.listRule, viewRule: bad.viewRule, error: bad.oursRefused });
 		live = live.filter((c) => c !== bad);
 	}
@@ -394,7 +417,7 @@ async function runRound(ctx, round, index) {
 		},
 	);
 	const live = cases.filter((c) => !c.pbRejected);
-	stats.cases += live.length;
+	tally.cases += live.length;
 
 	const phases = round.phases ? round.phases(live) : [live.map(stepsForCase)];
 	const topics = roundTopics(live, round.userTopics, users);
@@ -402,7 +425,7 @@ async function runRound(ctx, round, index) {
 
 	// PocketBase: subscribe, run the ops, settle.
 	const pbState = await openSubscribers(pb.url, identities, topics);
-	if (pbState.errors.length) throw new Error(`PocketBase subscriptions failed: ${pbState.errors.slice(0, 5).join("; ")}`);
+	if (pbState.errors.length) throw new Error(`PocketBase subscriptions failed: ${JSON.stringify(pbState.errors.slice(0, 5).map((e) => [e.label, e.topic.key, e.error]))}`);
 	const events = await runOpsOnPocketBase(pb, phases);
 	await settle(pbState, (tag) => pb.rest("POST", "/api/collections/sentinel/records", { evt: tag }), `${label}-pb`);
 	closeSubscribers(pbState);
@@ -411,14 +434,17 @@ async function runRound(ctx, round, index) {
 	// Ours: the same subscriptions, the same events through the admin API, settle.
 	const oursState = await openSubscribers(caddy.url, identities, topics);
 	if (oursState.errors.length) {
-		for (const e of oursState.errors) addDiff({ kind: "subscribe-error", case: "?", detail: e });
+		for (const e of oursState.errors) {
+			const t = e.topic;
+			addDiff({ kind: "subscribe-error", caseObj: t.case, case: t.case?.name ?? "users", identity: e.label, topic: t.key, rule: t.rule, filter: t.filter, detail: `PocketBase accepted the subscription, ours: ${e.error}` });
+		}
 	}
 	const refused = await postToOurs(caddy, events);
 	for (const { ev, error } of refused) {
 		const c = ev.step.c;
 		addDiff({ kind: "event-refused", case: c?.name ?? "users", rule: c?.listRule, viewRule: c?.viewRule, action: ev.action, record: ev.record, detail: error });
 	}
-	stats.eventsPublished += events.length - refused.length;
+	tally.eventsPublished += events.length - refused.length;
 	let sentinelN = 0;
 	await settle(
 		oursState,
@@ -428,10 +454,53 @@ async function runRound(ctx, round, index) {
 	closeSubscribers(oursState);
 	log(`${label}: ours ${oursState.total} deliveries`);
 
-	stats.deliveriesPB += pbState.total;
-	stats.deliveriesOurs += oursState.total;
+	tally.deliveriesPB += pbState.total;
+	tally.deliveriesOurs += oursState.total;
 	const eventsByKey = new Map(events.map((e) => [`${e.action}:${e.record.evt}`, e]));
 	compareRound({ identities, topics, pbState, oursState, eventsByKey, userById: ctx.userById });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shrinking: a generated case whose deliveries differ is run again as one case per comparison of its
+// rules (and per filter, under an open rule), with the same records and ops. The comparisons that
+// differ alone are the minimal reproductions, and their categories explain the case's differences.
+
+function shrinkCases(c) {
+	if (!c.atoms) return [];
+	// Fresh record ids: a slot collection keeps the records of the cases it held before.
+	const ids = (j) => c.records.map((rid) => `${rid.slice(0, 12)}x${j.toString(36).padStart(2, "0")}`);
+	const out = c.atoms.map((a, j) => ({ name: `${c.name}~${j}`, parent: c, listRule: a, viewRule: a, records: ids(j), ops: c.ops, filters: [] }));
+	c.filters.forEach((f, j) => out.push({ name: `${c.name}~f${j}`, parent: c, listRule: "", viewRule: "", records: ids(out.length), ops: c.ops, filters: [f] }));
+	return out;
+}
+
+async function shrink(ctx, firstIndex) {
+	const differing = new Set(stats.diffs.filter((d) => COMPARED_KINDS.includes(d.kind) && !d.class && d.caseObj?.shrink?.length).map((d) => d.caseObj));
+	if (!differing.size) return;
+	const cases = [...differing].flatMap((c) => c.shrink.filter((s) => !s.oursRefused));
+	log(`shrinking ${differing.size} differing generated cases into ${cases.length} single-comparison cases`);
+	tally = stats.shrink;
+	for (let i = 0; i < cases.length; i += ROUND_SIZE) await runRound(ctx, { cases: cases.slice(i, i + ROUND_SIZE) }, firstIndex + i / ROUND_SIZE);
+	tally = stats;
+	// A case's difference is explained when single comparisons of it differ the same way; it takes
+	// their categories, and stays unlisted if one of them is unlisted (that one is the reproduction).
+	for (const d of stats.diffs) {
+		if (!COMPARED_KINDS.includes(d.kind) || d.class || !differing.has(d.caseObj)) continue;
+		const alone = stats.shrink.diffs.filter((x) => x.caseObj?.parent === d.caseObj && x.kind === d.kind && x.identity === d.identity);
+		d.shrunk = [...new Set(alone.map((x) => `${x.case}: ${JSON.stringify(x.filter ? `filter ${x.filter}` : x.rule)} -> ${x.class ? x.class.category : "UNLISTED"}`))];
+		if (alone.length && alone.every((x) => x.class)) {
+			// Named after the first listed category among them (known.js order); all of them in `all`.
+			const order = (c) => [...EXPECTED, ...KNOWN_FAILURES].findIndex((e) => e.category === c);
+			const cats = [...new Set(alone.map((x) => x.class.category))].sort((a, b) => order(a) - order(b));
+			const failure = alone.find((x) => x.class.known === "failure");
+			d.class = { category: failure ? failure.class.category : cats[0], all: cats, reason: "its single comparisons differ alone", known: failure ? "failure" : "expected" };
+		} else if (!alone.length && d.kind === "less") {
+			// No comparison differs alone, yet ours delivered less: one that ours cannot decide (a
+			// listed fail-closed category) made ours deny the whole rule where another branch allows.
+			const cats = [...new Set(d.caseObj.atoms.map((a) => classify({ kind: "less", rule: a, identity: d.identity })?.category).filter(Boolean))].sort();
+			if (cats.length) d.class = { category: "undecidable-denies-rule", all: cats, reason: "an undecidable comparison denies the whole rule", known: "expected" };
+		}
+	}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,7 +523,8 @@ function describe(d) {
 		lines.push(`    ours:       ${JSON.stringify(brief(d.ours))}`);
 	}
 	if (d.detail) lines.push(`    ${d.detail}`);
-	if (d.class) lines.push(`    -> ${d.class.known === "failure" ? "KNOWN FAILURE" : "expected"}: ${d.class.category}`);
+	if (d.shrunk) lines.push(d.shrunk.length ? `    differs alone: ${d.shrunk.join("; ")}` : "    no single comparison of it differs alone");
+	if (d.class) lines.push(`    -> ${d.class.known === "failure" ? "KNOWN FAILURE" : "expected"}: ${d.class.category}${d.class.all?.length > 1 ? ` (${d.class.all.join(", ")})` : ""}`);
 	return lines.join("\n");
 }
 
@@ -492,14 +562,28 @@ function summarize() {
 		console.log(`\n--- ${title} (${list.length}; first ${Math.min(n, list.length)}) ---`);
 		for (const d of list.slice(0, n)) console.log(describe(d));
 	};
-	show("LEAKS", leaks, 20);
+	const firstOf = (list) => {
+		const seen = new Set();
+		return list.filter((d) => {
+			const k = `${d.kind}|${d.case}|${d.topic?.replace(/\/[a-z0-9]{15}$/, "/ID")}|${d.class?.category}`;
+			return !seen.has(k) && seen.add(k);
+		});
+	};
+	show("LEAKS, one per case and topic", firstOf(leaks), 20);
 	show("UNLISTED differences", unlisted.filter((d) => d.kind !== "leak"), 20);
-	show("KNOWN FAILURES", knownFailures, 5);
+	if (knownFailures.some((d) => d.kind !== "leak")) show("KNOWN FAILURES, one per case and topic", firstOf(knownFailures.filter((d) => d.kind !== "leak")), 10);
 	if (VERBOSE) show("expected differences", stats.diffs.filter((d) => d.class?.known === "expected"), 1000);
 	else {
 		const seen = new Set();
 		const firsts = stats.diffs.filter((d) => d.class?.known === "expected" && !seen.has(d.class.category + d.kind) && seen.add(d.class.category + d.kind));
 		show("expected differences, one per category (DIFF_VERBOSE=1 for all)", firsts);
+	}
+	const sh = stats.shrink;
+	if (sh.cases) {
+		console.log(`\nshrink rounds: ${sh.cases} single-comparison cases, ${sh.compared} deliveries compared, ${sh.diffs.length} differences`);
+		const seen = new Set();
+		const repro = sh.diffs.filter((d) => !d.class && !seen.has(d.case + d.kind) && seen.add(d.case + d.kind));
+		show("minimal reproductions: single comparisons that differ alone, unlisted (one per comparison and kind)", repro, 40);
 	}
 	if (stats.pbRejected.length) {
 		console.log(`\n--- rules PocketBase rejected (${stats.pbRejected.length}; generator noise, first 5) ---`);
@@ -516,7 +600,11 @@ function summarize() {
 
 	const failing = leaks.filter((d) => !d.class || STRICT).length + unlisted.filter((d) => d.kind !== "leak").length + (STRICT ? knownFailures.length : 0);
 	if (knownFailures.length && !STRICT) console.log(`\n${knownFailures.length} differences are KNOWN FAILURES (see diff/known.js KNOWN_FAILURES); DIFF_STRICT=1 fails on them`);
-	console.log(failing ? `\nFAIL: ${failing} leak(s) or unlisted difference(s)` : "\nPASS: no leaks, every difference listed");
+	console.log(
+		failing
+			? `\nFAIL: ${failing} leak(s) or unlisted difference(s)`
+			: `\nPASS: ${leaks.length ? `every leak is a KNOWN FAILURE (${leaks.length})` : "no leaks"}, every other difference listed`,
+	);
 	return failing ? 1 : 0;
 }
 
@@ -553,11 +641,14 @@ async function main() {
 		ar.cases = ar.cases.filter((c) => !ONLY || ONLY.has(c.name));
 		stats.handwritten += ar.cases.length;
 		if (ar.cases.length) rounds.push(ar);
-		const everyCase = rounds.flatMap((round) => round.cases);
+		// Every generated case's comparisons, each alone, in case the case differs (see shrink()).
+		for (const c of selected) c.shrink = shrinkCases(c);
+		const everyCase = [...rounds.flatMap((round) => round.cases), ...selected.flatMap((c) => c.shrink)];
 		everyCase.forEach((c, i) => (c.collection = `k${i}`));
 		await loadAllRules(ctx, everyCase);
 		log(`our Caddy loaded ${everyCase.filter((c) => !c.oursRefused).length} collections' rules in one config`);
 		for (const [i, round] of rounds.entries()) await runRound(ctx, round, i);
+		await shrink(ctx, rounds.length);
 		code = summarize();
 	} catch (err) {
 		console.error(err);
