@@ -179,7 +179,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		CORSOrigins: h.CORSOrigins,
 		Compress:    h.Compress,
 		Hijack:      h.Hijack == nil || *h.Hijack,
+		BodyTimeout: 5 * time.Second,
 		Logger:      h.logger,
+	}
+	if h.BodyTimeout != nil {
+		h.handler.BodyTimeout = time.Duration(*h.BodyTimeout)
 	}
 	if got.access.authn != nil {
 		h.handler.Authenticate = authenticate(got.access.authn, got.access.rules)
