@@ -77,7 +77,11 @@ type brokerOptions struct {
 	MaxLifetime      caddy.Duration               `json:"max_lifetime"`
 	Heartbeat        *caddy.Duration              `json:"heartbeat"`
 	WriteTimeout     *caddy.Duration              `json:"write_timeout"`
-	MaxClients       int                          `json:"max_clients"`
+	MaxClients       *int                         `json:"max_clients"`
+	MaxClientsPerIP  *int                         `json:"max_clients_per_ip"`
+	MaxSubBytes      *int                         `json:"max_subscription_bytes"`
+	MaxTopicVariants *int                         `json:"max_topic_variants"`
+	MaxQueuedBytes   *int64                       `json:"max_queued_bytes"`
 	MaxSubscriptions int                          `json:"max_subscriptions"`
 	MaxTopicLength   int                          `json:"max_topic_length"`
 	ClientQueue      int                          `json:"client_queue"`
@@ -92,6 +96,8 @@ func (h *Handler) brokerOptions() string {
 	b, _ := json.Marshal(brokerOptions{
 		IdleTimeout: h.IdleTimeout, MaxLifetime: h.MaxLifetime, Heartbeat: h.Heartbeat,
 		WriteTimeout: h.WriteTimeout, MaxClients: h.MaxClients, MaxSubscriptions: h.MaxSubscriptions,
+		MaxClientsPerIP: h.MaxClientsPerIP, MaxSubBytes: h.MaxSubscriptionBytes, MaxTopicVariants: h.MaxTopicVariants,
+		MaxQueuedBytes: h.MaxQueuedBytes,
 		MaxTopicLength: h.MaxTopicLength, ClientQueue: h.ClientQueue, Wildcard: h.Wildcard,
 		Auth: h.Auth, Superusers: h.Superusers, Collections: h.Collections, Topics: h.Topics,
 	})

@@ -32,6 +32,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		heartbeat         <duration>
 //		write_timeout     <duration>
 //		max_clients       <n>
+//		max_clients_per_ip <n>
+//		max_subscription_bytes <size>
+//		max_topic_variants <n>
+//		max_queued_bytes  <size>
+//		body_timeout      <duration>
 //		max_subscriptions <n>
 //		max_topic_length  <n>
 //		client_queue      <size>
@@ -88,7 +93,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "write_timeout":
 			h.WriteTimeout, err = durationArg(d)
 		case "max_clients":
-			h.MaxClients, err = intArg(d)
+			h.MaxClients, err = intPtrArg(d)
+		case "max_clients_per_ip":
+			h.MaxClientsPerIP, err = intPtrArg(d)
+		case "max_subscription_bytes":
+			var n int64
+			if n, err = sizeOrZeroArg(d); err == nil {
+				v := int(n)
+				h.MaxSubscriptionBytes = &v
+			}
+		case "max_topic_variants":
+			h.MaxTopicVariants, err = intPtrArg(d)
+		case "max_queued_bytes":
+			var n int64
+			if n, err = sizeOrZeroArg(d); err == nil {
+				h.MaxQueuedBytes = &n
+			}
+		case "body_timeout":
+			h.BodyTimeout, err = durationArg(d)
 		case "max_subscriptions":
 			h.MaxSubscriptions, err = intArg(d)
 		case "max_topic_length":
@@ -293,6 +315,28 @@ func intArg(d *caddyfile.Dispenser) (int, error) {
 		return 0, d.Errf("%s: invalid number %q: expected a whole number >= 0", sub, v)
 	}
 	return n, nil
+}
+
+func intPtrArg(d *caddyfile.Dispenser) (*int, error) {
+	n, err := intArg(d)
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// sizeOrZeroArg is a size where 0 turns the limit off.
+func sizeOrZeroArg(d *caddyfile.Dispenser) (int64, error) {
+	sub := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n > 1<<40 {
+		return 0, d.Errf("%s: invalid size %q: expected bytes such as 64KiB, 256MiB or 0 (no limit)", sub, v)
+	}
+	return int64(n), nil
 }
 
 func sizeArg(d *caddyfile.Dispenser) (int, error) {

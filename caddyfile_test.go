@@ -58,6 +58,11 @@ func TestCaddyfileEveryOption(t *testing.T) {
 		max_subscriptions 20
 		max_topic_length  300
 		client_queue      256KiB
+		max_clients_per_ip 0
+		max_subscription_bytes 32KiB
+		max_topic_variants 4
+		max_queued_bytes  0
+		body_timeout      2s
 		wildcard          off
 		compress          on
 		hijack            off
@@ -67,19 +72,24 @@ func TestCaddyfileEveryOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]any{
-		"broker":            "chat",
-		"idle_timeout":      float64(120e9),
-		"max_lifetime":      float64(1800e9),
-		"heartbeat":         float64(0),
-		"write_timeout":     float64(3e9),
-		"max_clients":       float64(500),
-		"max_subscriptions": float64(20),
-		"max_topic_length":  float64(300),
-		"client_queue":      float64(256 << 10),
-		"wildcard":          false,
-		"compress":          true,
-		"hijack":            false,
-		"cors_origins":      []any{"https://a.example", "https://b.example"},
+		"broker":                 "chat",
+		"idle_timeout":           float64(120e9),
+		"max_lifetime":           float64(1800e9),
+		"heartbeat":              float64(0),
+		"write_timeout":          float64(3e9),
+		"max_clients":            float64(500),
+		"max_subscriptions":      float64(20),
+		"max_topic_length":       float64(300),
+		"client_queue":           float64(256 << 10),
+		"max_clients_per_ip":     float64(0),
+		"max_subscription_bytes": float64(32 << 10),
+		"max_topic_variants":     float64(4),
+		"max_queued_bytes":       float64(0),
+		"body_timeout":           float64(2e9),
+		"wildcard":               false,
+		"compress":               true,
+		"hijack":                 false,
+		"cors_origins":           []any{"https://a.example", "https://b.example"},
 	}
 	for k, v := range want {
 		got, _ := json.Marshal(h[k])
@@ -126,6 +136,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad number", "realtime {\n\tmax_subscriptions many\n}", `max_subscriptions: invalid number "many"`},
 		{"negative number", "realtime {\n\tmax_clients -4\n}", `max_clients: invalid number "-4"`},
 		{"bad size", "realtime {\n\tclient_queue lots\n}", `client_queue: invalid size "lots"`},
+		{"bad budget size", "realtime {\n\tmax_queued_bytes -1\n}", `max_queued_bytes: invalid size "-1"`},
+		{"negative budget", "realtime {\n\tmax_clients_per_ip -1\n}", `max_clients_per_ip: invalid number "-1"`},
 		{"bad switch", "realtime {\n\twildcard yes\n}", `wildcard: expected on or off, got "yes"`},
 		{"no origins", "realtime {\n\tcors_origins\n}", `cors_origins: expected at least one origin`},
 		{"path argument after matcher", "realtime /a /b", `wrong argument count`},

@@ -30,8 +30,8 @@ func registerMetrics(ctx caddy.Context) error {
 }
 
 type brokerCollector struct {
-	clients, subscriptions, connects, eventsIn, messagesIn, messagesOut, bytesOut, evictions, fanout *prometheus.Desc
-	authLookups, ruleEvaluations                                                                     *prometheus.Desc
+	clients, subscriptions, connects, eventsIn, messagesIn, messagesOut, bytesOut, evictions, refused, fanout *prometheus.Desc
+	authLookups, ruleEvaluations                                                                              *prometheus.Desc
 }
 
 func newBrokerCollector() *brokerCollector {
@@ -47,6 +47,7 @@ func newBrokerCollector() *brokerCollector {
 		messagesOut:   d("messages_sent_total", "Messages written to client streams."),
 		bytesOut:      d("sent_bytes_total", "Bytes written to client streams."),
 		evictions:     d("evictions_total", "Clients evicted by the server.", "reason"),
+		refused:       d("refused_total", "Requests refused by a budget (max_clients, max_clients_per_ip, max_subscription_bytes, max_topic_variants).", "budget"),
 		fanout:        d("fanout_duration_seconds", "Time to queue one event for every matching client."),
 		authLookups: d("auth_lookups_total",
 			"Credential lookups of subscription POSTs by outcome (hit: cache, miss: a lookup was made, shared: waited for another's lookup, refused: guest, error: 503, limited: 503 by max_concurrent); since the last config load.", "outcome"),
@@ -55,7 +56,7 @@ func newBrokerCollector() *brokerCollector {
 }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.fanout, c.authLookups, c.ruleEvaluations} {
+	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.refused, c.fanout, c.authLookups, c.ruleEvaluations} {
 		ch <- d
 	}
 }
@@ -82,6 +83,9 @@ func (c *brokerCollector) collect(ch chan<- prometheus.Metric, s broker.Stats) {
 	counter(c.bytesOut, s.BytesOut)
 	for reason, n := range s.Evictions {
 		counter(c.evictions, n, reason)
+	}
+	for budget, n := range s.Refused {
+		counter(c.refused, n, budget)
 	}
 	ch <- prometheus.MustNewConstHistogram(c.fanout, s.Fanout.Count, s.Fanout.SumSeconds, s.Fanout.Buckets, s.Broker)
 	if v, ok := accessStats.Load(s.Broker); ok {

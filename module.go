@@ -46,8 +46,29 @@ type Handler struct {
 	// misses it is evicted. Default: 10s.
 	WriteTimeout *caddy.Duration `json:"write_timeout,omitempty"`
 
-	// MaxClients caps open streams; over it, GET answers 503. Default: 0 (unlimited).
-	MaxClients int `json:"max_clients,omitempty"`
+	// MaxClients caps open streams; over it, GET answers 503. 0 = unlimited.
+	// Default: the process's open-file limit minus headroom for the admin API,
+	// upstream lookups and Caddy's own files (unlimited where it can't be read).
+	MaxClients *int `json:"max_clients,omitempty"`
+
+	// MaxClientsPerIP caps open streams per client IP (Caddy's client IP, so
+	// trusted_proxies counts); over it, GET answers 429. 0 = unlimited. Default: 100.
+	MaxClientsPerIP *int `json:"max_clients_per_ip,omitempty"`
+
+	// MaxSubscriptionBytes caps one client's topic strings together; over it
+	// the subscription POST gets 400. 0 = unlimited. Default: 65536 (64 KiB).
+	MaxSubscriptionBytes *int `json:"max_subscription_bytes,omitempty"`
+
+	// MaxTopicVariants caps one client's subscriptions that share a topic
+	// base (posts/*?options=... spellings); over it, 400. 0 = unlimited. Default: 16.
+	MaxTopicVariants *int `json:"max_topic_variants,omitempty"`
+
+	// MaxQueuedBytes caps every client's pending bytes together; over it the
+	// clients holding the most are evicted first. 0 = unlimited. Default: 268435456 (256 MiB).
+	MaxQueuedBytes *int64 `json:"max_queued_bytes,omitempty"`
+
+	// BodyTimeout is how long a subscription POST may take to send its body. Default: 5s.
+	BodyTimeout *caddy.Duration `json:"body_timeout,omitempty"`
 
 	// MaxSubscriptions caps topics per client. Default: 1000 (PocketBase).
 	MaxSubscriptions int `json:"max_subscriptions,omitempty"`
@@ -158,7 +179,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		CORSOrigins: h.CORSOrigins,
 		Compress:    h.Compress,
 		Hijack:      h.Hijack == nil || *h.Hijack,
+		BodyTimeout: 5 * time.Second,
 		Logger:      h.logger,
+	}
+	if h.BodyTimeout != nil {
+		h.handler.BodyTimeout = time.Duration(*h.BodyTimeout)
 	}
 	if got.access.authn != nil {
 		h.handler.Authenticate = authenticate(got.access.authn, got.access.rules)
@@ -181,7 +206,23 @@ func (h *Handler) policy() *broker.Policy {
 	if h.WriteTimeout != nil {
 		p.WriteTimeout = time.Duration(*h.WriteTimeout)
 	}
-	p.MaxClients = h.MaxClients
+	if h.MaxClients != nil {
+		p.MaxClients = *h.MaxClients
+	} else {
+		p.MaxClients = defaultMaxClients()
+	}
+	if h.MaxClientsPerIP != nil {
+		p.MaxClientsPerIP = *h.MaxClientsPerIP
+	}
+	if h.MaxSubscriptionBytes != nil {
+		p.MaxSubscriptionBytes = *h.MaxSubscriptionBytes
+	}
+	if h.MaxTopicVariants != nil {
+		p.MaxTopicVariants = *h.MaxTopicVariants
+	}
+	if h.MaxQueuedBytes != nil {
+		p.MaxQueuedBytes = *h.MaxQueuedBytes
+	}
 	if h.MaxSubscriptions > 0 {
 		p.MaxSubscriptions = h.MaxSubscriptions
 	}
@@ -208,10 +249,21 @@ func (h *Handler) Validate() error {
 	if h.MaxLifetime < 0 {
 		return fmt.Errorf("max_lifetime must not be negative")
 	}
-	for name, n := range map[string]int{"max_clients": h.MaxClients, "max_subscriptions": h.MaxSubscriptions, "max_topic_length": h.MaxTopicLength, "client_queue": h.ClientQueue} {
+	for name, n := range map[string]int{"max_subscriptions": h.MaxSubscriptions, "max_topic_length": h.MaxTopicLength, "client_queue": h.ClientQueue} {
 		if n < 0 {
 			return fmt.Errorf("%s must not be negative", name)
 		}
+	}
+	for name, n := range map[string]*int{"max_clients": h.MaxClients, "max_clients_per_ip": h.MaxClientsPerIP, "max_subscription_bytes": h.MaxSubscriptionBytes, "max_topic_variants": h.MaxTopicVariants} {
+		if n != nil && *n < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	if h.MaxQueuedBytes != nil && *h.MaxQueuedBytes < 0 {
+		return fmt.Errorf("max_queued_bytes must not be negative")
+	}
+	if h.BodyTimeout != nil && *h.BodyTimeout < 0 {
+		return fmt.Errorf("body_timeout must not be negative")
 	}
 	return nil
 }

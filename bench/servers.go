@@ -103,7 +103,7 @@ func StartServer(kind Kind, bins Bins, workDir string, opts ServerOptions) (*Ser
 // oursSite is the body of our site block: the realtime handler as the runs configure it.
 func oursSite(opts ServerOptions) string {
 	var b strings.Builder
-	b.WriteString("\trealtime /api/realtime {\n\t\theartbeat 15s\n\t\tidle_timeout 10m\n\t\tmax_subscriptions 1000\n")
+	b.WriteString("\trealtime /api/realtime {\n\t\theartbeat 15s\n\t\tidle_timeout 10m\n\t\tmax_subscriptions 1000\n\t\tmax_clients_per_ip 0\n\t\tmax_clients 0\n")
 	if opts.AuthURL != "" {
 		fmt.Fprintf(&b, "\t\tauth {\n\t\t\turl %s\n\t\t\trecord_path record\n\t\t}\n", opts.AuthURL)
 	}

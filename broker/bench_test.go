@@ -64,8 +64,9 @@ func benchmarkFanout(b *testing.B, subscribers int, adopt bool) {
 	raiseNoFile(b, uint64(2*subscribers+500))
 
 	p := DefaultPolicy()
-	p.Heartbeat = 0   // only data frames on the wire
-	p.IdleTimeout = 0 // no timers firing during the run
+	p.Heartbeat = 0       // only data frames on the wire
+	p.IdleTimeout = 0     // no timers firing during the run
+	p.MaxClientsPerIP = 0 // every subscriber is on 127.0.0.1
 	br := New("bench", p)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

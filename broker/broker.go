@@ -24,11 +24,21 @@ type Policy struct {
 	Heartbeat        time.Duration // ":\n\n" comment after this long without a write; 0 = off
 	WriteTimeout     time.Duration // deadline for one write+flush; 0 = none
 	MaxClients       int           // 0 = unlimited
+	MaxClientsPerIP  int           // streams per client IP; 0 = unlimited
 	MaxSubscriptions int           // per client
 	MaxTopicLength   int           // bytes
-	ClientQueue      int           // pending bytes per client before eviction; 0 = unbounded
-	Wildcard         bool          // allow the "*" topic
-	Access           Access        // nil = everyone sees everything
+	// MaxSubscriptionBytes caps a client's topic strings together; 0 = unlimited.
+	MaxSubscriptionBytes int
+	// MaxTopicVariants caps a client's subscriptions that share one topic
+	// base ("posts/*?options=..." spellings), so one event cannot become
+	// hundreds of frames for one client; 0 = unlimited.
+	MaxTopicVariants int
+	ClientQueue      int // pending bytes per client before eviction; 0 = unbounded
+	// MaxQueuedBytes caps all clients' pending bytes together: over it the
+	// clients holding the most are evicted first; 0 = unlimited.
+	MaxQueuedBytes int64
+	Wildcard       bool   // allow the "*" topic
+	Access         Access // nil = everyone sees everything
 	// ForgetAuth is told the identity of an auth record that changed or was
 	// deleted, so cached credential lookups resolving to it are dropped.
 	ForgetAuth func(identity string)
@@ -44,7 +54,12 @@ func DefaultPolicy() *Policy {
 		MaxSubscriptions: 1000,
 		MaxTopicLength:   2500,
 		ClientQueue:      1 << 20,
-		Wildcard:         true,
+		// Budgets no real app meets, so that one hostile client hurts only itself.
+		MaxClientsPerIP:      100,
+		MaxSubscriptionBytes: 64 << 10,
+		MaxTopicVariants:     16,
+		MaxQueuedBytes:       256 << 20,
+		Wildcard:             true,
 	}
 }
 
@@ -56,6 +71,7 @@ type Broker struct {
 	clients  [clientShards]clientShard
 	seed     maphash.Seed
 	nClients atomic.Int64
+	perIP    ipCounts
 
 	index      *index
 	identities identityIndex // authenticated clients by identity
@@ -67,6 +83,8 @@ type Broker struct {
 	seenPos int
 	memo    map[memoKey]bool
 	wakeups []*Client // adopted clients a fan-out queued frames for
+	// queuedSinceCheck counts bytes queued since max_queued_bytes was last checked.
+	queuedSinceCheck int64
 
 	stats stats
 
@@ -149,7 +167,13 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 	p := b.Policy()
 	if n := b.nClients.Add(1); p.MaxClients > 0 && n > int64(p.MaxClients) {
 		b.nClients.Add(-1)
+		b.refuse(BudgetMaxClients, ip, "")
 		return nil, ErrTooManyClients
+	}
+	if !b.perIP.add(ip, p.MaxClientsPerIP) {
+		b.nClients.Add(-1)
+		b.refuse(BudgetMaxClientsPerIP, ip, "")
+		return nil, ErrTooManyClientsPerIP
 	}
 	c := &Client{
 		id:        newClientID(),
@@ -177,6 +201,7 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 	}
 	if err != nil {
 		b.nClients.Add(-1)
+		b.perIP.remove(ip)
 		c.Close(ReasonDisconnected)
 		b.unregister(c)
 		return nil, err
@@ -226,6 +251,7 @@ func (b *Broker) Disconnect(c *Client, reason string) {
 		return
 	}
 	b.nClients.Add(-1)
+	b.perIP.remove(c.ip)
 	c.authMu.Lock()
 	b.identities.move(c, c.Auth(), nil)
 	c.authMu.Unlock()
@@ -278,10 +304,12 @@ func (b *Broker) SetSubscriptions(c *Client, topics []string) error {
 	p := b.Policy()
 	auth := c.Auth()
 	clean := make([]string, 0, len(topics))
+	seen := make(map[string]bool, len(topics))
 	for i, t := range topics {
-		if t == "" {
+		if t == "" || seen[t] {
 			continue
 		}
+		seen[t] = true
 		if err := ValidateTopic(t, p.Wildcard); err != nil {
 			return &TopicError{Index: i, Topic: t, Err: err}
 		}
@@ -291,6 +319,9 @@ func (b *Broker) SetSubscriptions(c *Client, topics []string) error {
 			}
 		}
 		clean = append(clean, t)
+	}
+	if err := b.checkSubscriptionBudgets(c, clean, p); err != nil {
+		return err
 	}
 	return b.OnSubscribe.Trigger(&SubscribeEvent{Client: c, Topics: clean}, func(e *SubscribeEvent) error {
 		b.replaceSubscriptions(c, e.Topics)
@@ -415,6 +446,7 @@ func (b *Broker) fanout(ev *Event) {
 		clear(b.memo)
 	}
 	hooked := b.OnMessageSend.Len() > 0
+	queued := 0
 	var basesArr [7]baseKind
 	for _, bk := range recordBases(basesArr[:0], ev.Collection, ev.CollectionID, ev.RecordID) {
 		b.index.each(bk.base, func(ts *topicSubs) {
@@ -430,6 +462,7 @@ func (b *Broker) fanout(ev *Event) {
 				if *out == nil {
 					*out = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, out == &hiddenTail))
 				}
+				queued += len(*out)
 				if hooked {
 					b.sendHooked(c, ts.topic, *out, p.ClientQueue)
 					continue
@@ -443,6 +476,7 @@ func (b *Broker) fanout(ev *Event) {
 		clear(b.wakeups)
 		b.wakeups = b.wakeups[:0]
 	}
+	b.noteQueued(queued, p)
 }
 
 // allowed evaluates rules once per distinct auth record (and filter once per
@@ -521,6 +555,7 @@ func (b *Broker) SendMessage(m *Message) int {
 			delivered++
 		}
 	})
+	b.noteQueued(delivered*len(tail), p)
 	b.stats.messagesIn.Add(1)
 	return delivered
 }

@@ -21,7 +21,8 @@ const (
 	ReasonMaxLifetime  = "max_lifetime"
 	ReasonDisconnected = "disconnected" // admin DELETE /realtime/clients/{id}
 	ReasonShutdown     = "shutdown"
-	ReasonAuthStale    = "auth_stale" // its auth record changed in a way that can't be applied in place
+	ReasonAuthStale    = "auth_stale"   // its auth record changed in a way that can't be applied in place
+	ReasonQueuedBytes  = "queued_bytes" // among the largest queues when the broker passed max_queued_bytes
 )
 
 // cleanEnd reports whether a stream ending for reason ends cleanly: what was
@@ -49,15 +50,16 @@ type Client struct {
 	broker    *Broker
 	connected time.Time
 
-	mu     sync.Mutex
-	queue  []byte
-	frames uint64 // frames in queue
-	unsent int    // bytes taken from queue by an adopted connection's writer, not yet written
-	closed bool
-	reason string
-	wake   chan struct{} // capacity 1: "the queue is not empty"
-	done   chan struct{} // closed when the client is closed
-	conn   *connState    // set when the broker writes to an adopted connection
+	mu       sync.Mutex
+	queue    []byte
+	frames   uint64 // frames in queue
+	unsent   int    // bytes taken from queue by an adopted connection's writer, not yet written
+	inflight int    // bytes Serve took from queue and is writing
+	closed   bool
+	reason   string
+	wake     chan struct{} // capacity 1: "the queue is not empty"
+	done     chan struct{} // closed when the client is closed
+	conn     *connState    // set when the broker writes to an adopted connection
 
 	subsMu sync.Mutex
 	subs   map[string]*topicSubs // full topic string -> index entry
@@ -331,11 +333,16 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			buf, c.queue = c.queue, buf[:0]
 			frames := c.frames
 			c.frames = 0
+			c.inflight = len(buf)
 			c.mu.Unlock()
 			if len(buf) == 0 {
 				continue
 			}
-			if err := write(buf); err != nil {
+			err := write(buf)
+			c.mu.Lock()
+			c.inflight = 0
+			c.mu.Unlock()
+			if err != nil {
 				return fail(err)
 			}
 			c.delivered.Add(frames)

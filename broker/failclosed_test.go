@@ -193,3 +193,65 @@ func TestFilterOnMissingFieldDeliversNothing(t *testing.T) {
 		t.Fatalf("filter on a missing field delivered %v", got)
 	}
 }
+
+// Over max_queued_bytes the clients holding the most are evicted first;
+// a client that keeps up is never the one to go.
+func TestMaxQueuedBytesEvictsLargestQueues(t *testing.T) {
+	t.Parallel()
+	p := DefaultPolicy()
+	p.MaxQueuedBytes = 64 << 10
+	p.ClientQueue = 1 << 20
+	b := New("queued-test", p)
+	stalled := []*Client{mustConnect(t, b), mustConnect(t, b), mustConnect(t, b)}
+	healthy := mustConnect(t, b)
+	for _, c := range append(stalled, healthy) {
+		drain(c)
+		mustSubscribe(t, b, c, "posts/*")
+	}
+	big := strings.Repeat("x", 4<<10)
+	for i := range 100 {
+		b.Publish(mustEvent(t, fmt.Sprintf(`{"action":"create","record":{"id":"r%d","collectionName":"posts","pad":%q}}`, i, big)))
+		drain(healthy)
+	}
+	evicted := 0
+	for _, c := range stalled {
+		if c.closeReason() == ReasonQueuedBytes {
+			evicted++
+		}
+	}
+	if evicted == 0 || healthy.isClosed() {
+		t.Fatalf("evicted %d stalled clients, healthy closed: %v", evicted, healthy.isClosed())
+	}
+	if got := b.Stats().Evictions[ReasonQueuedBytes]; got != uint64(evicted) {
+		t.Fatalf("eviction counter = %d, want %d", got, evicted)
+	}
+	var held int
+	for _, c := range b.Clients() {
+		held += c.pendingBytes()
+	}
+	if held > int(p.MaxQueuedBytes)+int(p.MaxQueuedBytes)/8+8<<10 {
+		t.Fatalf("%d bytes still queued, over the budget", held)
+	}
+}
+
+// max_clients_per_ip counts streams per IP; a disconnect frees a slot.
+func TestMaxClientsPerIP(t *testing.T) {
+	t.Parallel()
+	p := DefaultPolicy()
+	p.MaxClientsPerIP = 2
+	b := New("perip-test", p)
+	a, _ := b.Connect("10.0.0.1")
+	if _, err := b.Connect("10.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Connect("10.0.0.1"); !errors.Is(err, ErrTooManyClientsPerIP) {
+		t.Fatalf("third stream: %v", err)
+	}
+	if _, err := b.Connect("10.0.0.2"); err != nil {
+		t.Fatalf("another IP: %v", err)
+	}
+	b.Disconnect(a, ReasonDisconnected)
+	if _, err := b.Connect("10.0.0.1"); err != nil {
+		t.Fatalf("after a disconnect: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ func BenchmarkOwnerRule(b *testing.B) {
 	p := DefaultPolicy()
 	p.Access = rs
 	p.ClientQueue = 0
+	p.MaxClientsPerIP = 0 // every subscriber is on 127.0.0.1
 	br := New("bench", p)
 	all := make([]*Client, 0, clients)
 	for i := range clients {

@@ -13,11 +13,12 @@ type stats struct {
 	messagesOut   atomic.Uint64
 	bytesOut      atomic.Uint64
 	evictions     [len(EvictionReasons)]atomic.Uint64
+	refused       [len(Budgets)]atomic.Uint64
 	fanout        histogram
 }
 
 // EvictionReasons are the reasons a broker closes a stream on its own.
-var EvictionReasons = [...]string{ReasonQueueFull, ReasonWriteTimeout, ReasonWriteError}
+var EvictionReasons = [...]string{ReasonQueueFull, ReasonWriteTimeout, ReasonWriteError, ReasonQueuedBytes}
 
 func (s *stats) evict(reason string) {
 	for i, r := range EvictionReasons {
@@ -60,6 +61,7 @@ type Stats struct {
 	MessagesOut   uint64            `json:"messages_out"`
 	BytesOut      uint64            `json:"bytes_out"`
 	Evictions     map[string]uint64 `json:"evictions"`
+	Refused       map[string]uint64 `json:"refused"` // requests refused by a budget, by its name
 	Fanout        FanoutStats       `json:"fanout"`
 }
 
@@ -84,6 +86,7 @@ func (b *Broker) Stats() Stats {
 		MessagesOut:   s.messagesOut.Load(),
 		BytesOut:      s.bytesOut.Load(),
 		Evictions:     make(map[string]uint64, len(EvictionReasons)),
+		Refused:       make(map[string]uint64, len(Budgets)),
 		Fanout: FanoutStats{
 			Count:      s.fanout.count.Load(),
 			SumSeconds: time.Duration(s.fanout.sumNs.Load()).Seconds(),
@@ -92,6 +95,9 @@ func (b *Broker) Stats() Stats {
 	}
 	for i, r := range EvictionReasons {
 		out.Evictions[r] = s.evictions[i].Load()
+	}
+	for i, r := range Budgets {
+		out.Refused[r] = s.refused[i].Load()
 	}
 	var cum uint64
 	for i, le := range FanoutBuckets {

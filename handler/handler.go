@@ -5,6 +5,7 @@ package handler
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -32,11 +33,24 @@ type Handler struct {
 	// broker's writer pool serve them: no goroutine per stream. HTTP/2, TLS and
 	// compressed streams always use a goroutine.
 	Hijack bool
-	Logger *zap.Logger
+	// BodyTimeout bounds how long a subscription POST may take to send its
+	// body (a trickled body must not hold memory and a goroutine forever); 0 = none.
+	BodyTimeout time.Duration
+	Logger      *zap.Logger
 }
 
-// MaxBodyBytes is PocketBase's default request body limit.
+// MaxBodyBytes is PocketBase's default request body limit, used when the
+// policy's limits are off; otherwise bodyLimit sizes it to what they allow.
 const MaxBodyBytes = 32 << 20
+
+// bodyLimit is the largest subscription POST body the policy can accept:
+// max_subscriptions topics of max_topic_length bytes, plus JSON framing.
+func bodyLimit(p *broker.Policy) int64 {
+	if p.MaxSubscriptions <= 0 || p.MaxTopicLength <= 0 {
+		return MaxBodyBytes
+	}
+	return min(MaxBodyBytes, int64(p.MaxSubscriptions)*int64(p.MaxTopicLength+16)+64<<10)
+}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cors(w, r) {
@@ -82,7 +96,11 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 
 	c, err := h.Broker.Connect(h.clientIP(r))
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error(), nil)
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, broker.ErrTooManyClientsPerIP) {
+			status = http.StatusTooManyRequests
+		}
+		writeError(w, status, err.Error(), nil)
 		return
 	}
 	hdr := w.Header()

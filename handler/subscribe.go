@@ -1,14 +1,16 @@
 package handler
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -26,16 +28,29 @@ type subscribeRequest struct {
 // serveSubscribe replaces a client's subscriptions. The checks run in PocketBase's
 // order: bind, validate, find the client, compare IPs, compare auth; then 204.
 func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
-	req, status := bindSubscribe(w, r)
+	policy := h.Broker.Policy()
+	rc := http.NewResponseController(w)
+	if h.BodyTimeout > 0 {
+		_ = rc.SetReadDeadline(time.Now().Add(h.BodyTimeout))
+	}
+
+	req, status := bindSubscribe(w, r, policy)
+	if policy.MaxSubscriptions > 0 && len(req.Subscriptions) > policy.MaxSubscriptions {
+		// Decoding stopped at the limit: answer at once, as net/http would
+		// otherwise read on (up to 256 KiB) from a sender that may never finish.
+		_ = rc.EnableFullDuplex()
+	}
 	if status != 0 {
 		msg := msgGeneric
-		if status == http.StatusRequestEntityTooLarge {
+		switch status {
+		case http.StatusRequestEntityTooLarge:
 			msg = "Request entity too large."
+		case http.StatusRequestTimeout:
+			msg = "The request body was not received in time."
 		}
 		writeError(w, status, msg, nil)
 		return
 	}
-	policy := h.Broker.Policy()
 	data, opts := validateSubscribe(req, policy)
 	if data != nil {
 		writeError(w, http.StatusBadRequest, msgGeneric, data)
@@ -83,7 +98,12 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.Broker.SetSubscriptions(c, req.Subscriptions); err != nil {
 		var te *broker.TopicError
+		var be *broker.BudgetError
 		switch {
+		case errors.As(err, &be):
+			writeError(w, http.StatusBadRequest, msgGeneric, map[string]any{
+				"subscriptions": fieldError{Code: "validation_" + be.Budget, Message: be.Msg},
+			})
 		case errors.As(err, &te) && te.Forbidden:
 			writeError(w, http.StatusForbidden, "You are not allowed to subscribe to "+strconv.Quote(te.Topic)+".", nil)
 		case errors.As(err, &te):
@@ -97,30 +117,29 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 }
 
 // bindSubscribe reads a JSON, urlencoded or multipart body; status is non-zero on failure.
-func bindSubscribe(w http.ResponseWriter, r *http.Request) (subscribeRequest, int) {
+// The body is limited to what the policy's limits allow (bodyLimit), and JSON
+// is decoded as a stream that stops once the subscriptions pass max_subscriptions.
+func bindSubscribe(w http.ResponseWriter, r *http.Request, p *broker.Policy) (subscribeRequest, int) {
 	var req subscribeRequest
 	if r.ContentLength == 0 {
 		return req, 0 // PocketBase binds nothing from an empty body, whatever its type
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	limit := bodyLimit(p)
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mediaType {
 	case "application/json":
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
+		body := &countingReader{r: r.Body}
+		if err := decodeSubscribe(body, &req, p.MaxSubscriptions); err != nil {
+			if body.n == 0 && errors.Is(err, io.EOF) {
+				return subscribeRequest{}, 0 // an empty body binds nothing
+			}
 			return req, readErrorStatus(err)
-		}
-		if len(body) == 0 {
-			return req, 0
-		}
-		// One Decode, as PocketBase's binder: data after the first value is ignored.
-		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
-			return req, http.StatusBadRequest
 		}
 	case "application/x-www-form-urlencoded", "multipart/form-data":
 		var err error
 		if mediaType == "multipart/form-data" {
-			err = r.ParseMultipartForm(MaxBodyBytes)
+			err = r.ParseMultipartForm(limit)
 		} else {
 			err = r.ParseForm()
 		}
@@ -153,10 +172,84 @@ func firstOf(v []string) string {
 
 func readErrorStatus(err error) int {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout():
+		return http.StatusRequestTimeout
 	}
 	return http.StatusBadRequest
+}
+
+// decodeSubscribe binds {"clientId":...,"subscriptions":[...]} from a stream,
+// as PocketBase's binder would (field names case-insensitive, other fields
+// ignored, data after the object ignored), but stops reading once the
+// subscriptions pass maxSubs (0 = no limit): validation then reports "too
+// many" without the rest of the body ever being held in memory.
+func decodeSubscribe(body io.Reader, req *subscribeRequest, maxSubs int) error {
+	dec := json.NewDecoder(body)
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil // null binds nothing
+	}
+	if tok != json.Delim('{') {
+		return errors.New("the body is not a JSON object")
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		switch {
+		case strings.EqualFold(key, "clientId"):
+			if err := dec.Decode(&req.ClientID); err != nil {
+				return err
+			}
+		case strings.EqualFold(key, "subscriptions"):
+			if req.Subscriptions, err = decodeTopics(dec, maxSubs); err != nil {
+				return err
+			}
+			if maxSubs > 0 && len(req.Subscriptions) > maxSubs {
+				return nil // enough to refuse: the rest is never read
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing brace
+	return err
+}
+
+// decodeTopics reads a JSON array of strings (or null), at most maxSubs+1 of them.
+func decodeTopics(dec *json.Decoder, maxSubs int) ([]string, error) {
+	tok, err := dec.Token()
+	if err != nil || tok == nil {
+		return nil, err
+	}
+	if tok != json.Delim('[') {
+		return nil, errors.New("subscriptions is not an array")
+	}
+	var topics []string
+	for dec.More() {
+		var t string
+		if err := dec.Decode(&t); err != nil {
+			return nil, err
+		}
+		topics = append(topics, t)
+		if maxSubs > 0 && len(topics) > maxSubs {
+			return topics, nil
+		}
+	}
+	_, err = dec.Token()
+	return topics, err
 }
 
 // validateSubscribe applies PocketBase's limits (counted in bytes) plus our
@@ -225,4 +318,15 @@ func topicFieldError(err error) fieldError {
 		return fieldError{Code: "validation_wildcard_disabled", Message: "The \"*\" topic is disabled on this server."}
 	}
 	return fieldError{Code: "validation_invalid_topic", Message: err.Error()}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

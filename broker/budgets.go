@@ -1,0 +1,152 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// Budgets a client can exhaust. Each refusal is counted by its budget's name
+// (Stats.Refused), logged with the client's IP, and answered with a clear error.
+const (
+	BudgetMaxClients           = "max_clients"
+	BudgetMaxClientsPerIP      = "max_clients_per_ip"
+	BudgetMaxSubscriptionBytes = "max_subscription_bytes"
+	BudgetMaxTopicVariants     = "max_topic_variants"
+)
+
+// Budgets are the names of every refusal counter, in a fixed order.
+var Budgets = [...]string{BudgetMaxClients, BudgetMaxClientsPerIP, BudgetMaxSubscriptionBytes, BudgetMaxTopicVariants}
+
+// ErrTooManyClientsPerIP is returned by Connect when the client's IP holds max_clients_per_ip streams.
+var ErrTooManyClientsPerIP = errors.New("too many realtime streams from your address: the server's max_clients_per_ip limit is reached")
+
+// BudgetError refuses a subscription request that passes a per-client budget.
+type BudgetError struct {
+	Budget string // one of the Budget* names
+	Msg    string
+}
+
+func (e *BudgetError) Error() string { return e.Msg }
+
+// ipCounts counts open streams per client IP.
+type ipCounts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// add counts one more stream from ip unless that would pass limit (0 = none).
+func (ic *ipCounts) add(ip string, limit int) bool {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if limit > 0 && ic.m[ip] >= limit {
+		return false
+	}
+	if ic.m == nil {
+		ic.m = map[string]int{}
+	}
+	ic.m[ip]++
+	return true
+}
+
+func (ic *ipCounts) remove(ip string) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if ic.m[ip] <= 1 {
+		delete(ic.m, ip)
+		return
+	}
+	ic.m[ip]--
+}
+
+func (b *Broker) refuse(budget, ip string, detail string) {
+	for i, name := range Budgets {
+		if name == budget {
+			b.stats.refused[i].Add(1)
+		}
+	}
+	if ce := b.Policy().Logger.Check(zap.InfoLevel, "realtime budget exhausted"); ce != nil {
+		ce.Write(zap.String("broker", b.name), zap.String("budget", budget), zap.String("ip", ip), zap.String("detail", detail))
+	}
+}
+
+// checkSubscriptionBudgets applies max_subscription_bytes and
+// max_topic_variants to a client's whole new subscription set.
+func (b *Broker) checkSubscriptionBudgets(c *Client, topics []string, p *Policy) error {
+	if p.MaxSubscriptionBytes <= 0 && p.MaxTopicVariants <= 0 {
+		return nil
+	}
+	total := 0
+	variants := map[string]int{}
+	for _, t := range topics {
+		total += len(t)
+		variants[TopicBase(t)]++
+	}
+	if p.MaxSubscriptionBytes > 0 && total > p.MaxSubscriptionBytes {
+		msg := fmt.Sprintf("The subscriptions take %d bytes together, more than this server's max_subscription_bytes (%d).", total, p.MaxSubscriptionBytes)
+		b.refuse(BudgetMaxSubscriptionBytes, c.ip, msg)
+		return &BudgetError{Budget: BudgetMaxSubscriptionBytes, Msg: msg}
+	}
+	if p.MaxTopicVariants > 0 {
+		for base, n := range variants {
+			if n > p.MaxTopicVariants {
+				msg := fmt.Sprintf("%d subscriptions share the topic %q (with different options), more than this server's max_topic_variants (%d).", n, base, p.MaxTopicVariants)
+				b.refuse(BudgetMaxTopicVariants, c.ip, msg)
+				return &BudgetError{Budget: BudgetMaxTopicVariants, Msg: msg}
+			}
+		}
+	}
+	return nil
+}
+
+// pendingBytes is what c holds in memory for its peer: queued frames and
+// what its writer took but has not written yet.
+func (c *Client) pendingBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) + c.unsent + c.inflight
+}
+
+// noteQueued is called by a fan-out with the bytes it queued. Memory only
+// grows when frames are queued, so the broker-wide max_queued_bytes is
+// checked after every max/8 queued bytes: over it, the clients holding the
+// most are evicted (reason queued_bytes) until the total is back under 7/8
+// of the budget. Called with pubMu held.
+func (b *Broker) noteQueued(n int, p *Policy) {
+	if p.MaxQueuedBytes <= 0 || n == 0 {
+		return
+	}
+	b.queuedSinceCheck += int64(n)
+	if b.queuedSinceCheck < p.MaxQueuedBytes/8 {
+		return
+	}
+	b.queuedSinceCheck = 0
+	type held struct {
+		c *Client
+		n int
+	}
+	var all []held
+	var total int64
+	for _, c := range b.Clients() {
+		if n := c.pendingBytes(); n > 0 {
+			all = append(all, held{c, n})
+			total += int64(n)
+		}
+	}
+	if total <= p.MaxQueuedBytes {
+		return
+	}
+	slices.SortFunc(all, func(x, y held) int { return y.n - x.n })
+	target := p.MaxQueuedBytes / 8 * 7
+	for _, h := range all {
+		if total <= target {
+			break
+		}
+		h.c.Close(ReasonQueuedBytes)
+		b.countEviction(h.c, ReasonQueuedBytes)
+		total -= int64(h.n)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package realtime
+
+func defaultMaxClients() int { return 0 }
