@@ -301,3 +301,24 @@ func TestAccessFollowsAuthChanges(t *testing.T) {
 		t.Fatalf("switch user: %v", err)
 	}
 }
+
+// Identical options on different topic strings share one evaluation per
+// event and auth record (a client can't multiply work by respelling a topic).
+func TestAccessOncePerOptionsAcrossTopics(t *testing.T) {
+	t.Parallel()
+	acc := newCountingAccess()
+	p := DefaultPolicy()
+	p.Access = acc
+	b := New("t", p)
+	opts := "?options=" + urlEnc(`{"query":{"filter":"yes"}}`)
+	for i := range 10 {
+		c := mustConnect(t, b)
+		defer b.Disconnect(c, ReasonDisconnected)
+		mustSubscribe(t, b, c, "posts/*"+opts, "*"+opts, "pbc_posts/*"+opts, fmt.Sprintf("posts/*%s&n=%d", opts, i%2))
+		drain(c)
+	}
+	b.Publish(postEvent(t, "create", "r1", ""))
+	if total, byKey := acc.calls(); total != 3 {
+		t.Fatalf("CanReceive ran %d times, want 3 (one per distinct options string): %v", total, byKey)
+	}
+}

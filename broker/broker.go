@@ -435,7 +435,10 @@ func (b *Broker) remember(id string) bool {
 type memoKey struct {
 	auth string // the client's auth fingerprint: equal auth records share answers
 	kind TopicKind
-	ts   *topicSubs // set when the subscription has options, which rules and filters may read
+	// opts is the topic's "?..." part when it has options, which rules and
+	// filters may read: identical (options, auth) pairs share one answer
+	// per event, whichever topic string carries them.
+	opts string
 }
 
 func (b *Broker) fanout(ev *Event) {
@@ -484,7 +487,7 @@ func (b *Broker) fanout(ev *Event) {
 func (b *Broker) allowed(a Access, c *Client, ev *Event, kind TopicKind, ts *topicSubs) bool {
 	k := memoKey{auth: c.fingerprint(), kind: kind}
 	if ts.opts != nil {
-		k.ts = ts // options may change the answer: share it only within the topic string
+		k.opts = ts.topic[len(TopicBase(ts.topic)):]
 	}
 	ok, hit := b.memo[k]
 	if !hit {
