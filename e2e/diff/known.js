@@ -12,7 +12,8 @@ export const RELATION_EXPANSION = /(^|[^@.\w])(author|members)\.(?!id\b)\w/;
 
 // Operands, for the matchers below (the generator's schema: diff/schema.js).
 const TEXTISH = String.raw`(?:code|title|status|contact|due|created|updated|id|meta\.[\w.]+|@request\.auth\.(?:plan|org|name|email|created))`;
-const NUMERIC = String.raw`(?:-?\d[\d.]*|n|meta\.level|@request\.auth\.level)`;
+const NUMERIC = String.raw`(?:-?\d[\d.]*|true|false|n|meta\.level|@request\.auth\.level)`;
+const NUMBER_FIELD = String.raw`(?:n|meta\.level|@request\.auth\.level)`;
 const CMP = String.raw`(?:\?)?(?:!=|<=|>=|=|<|>)`;
 const TEXT_VS_NUMBER = new RegExp(String.raw`(^|[^.\w@])${TEXTISH}(:lower)?\s*${CMP}\s*${NUMERIC}(?![\w.])|(^|[^.\w@])${NUMERIC}\s*${CMP}\s*${TEXTISH}(?![\w.])`);
 const ruleText = (d) => `${d.rule ?? ""} ${d.filter ?? ""}`;
@@ -44,8 +45,11 @@ export const EXPECTED = [
 	{
 		category: "text-vs-number",
 		kinds: ["less"],
-		reason: "SQLite compares a text column with a number by type affinity and type order (any text sorts after any number, '10.0' = 10); ours fails closed when the types differ",
-		match: (d) => TEXT_VS_NUMBER.test(ruleText(d)) || /(^|[^.\w])n\s*(\?)?(!=|<=|>=|=|<|>)\s*['"]/.test(ruleText(d)),
+		reason: "SQLite compares a text column with a number or a bool (1/0) by type affinity and type order (any text sorts after any number, '10.0' = 10); ours fails closed when the types differ",
+		match: (d) =>
+			TEXT_VS_NUMBER.test(ruleText(d)) ||
+			new RegExp(String.raw`(^|[^.\w])${NUMBER_FIELD}\s*${CMP}\s*['"]|['"]\s*${CMP}\s*${NUMBER_FIELD}(?![\w.])`).test(ruleText(d)) ||
+			/(^|[^.\w])flag\s*\??(!=|<=|>=|=|<|>)\s*\w+:each/.test(ruleText(d)),
 	},
 	{
 		category: "length-on-text",
@@ -64,6 +68,18 @@ export const EXPECTED = [
 		kinds: ["less"],
 		reason: "a JSON path that is missing or goes through a non-object is NULL in SQL, so `meta.k != 'x'` is true; ours cannot tell a missing path from an unknown one and fails closed",
 		match: (d) => /(^|[^.\w])meta\.\w/.test(ruleText(d)),
+	},
+	{
+		category: "each-on-empty",
+		kinds: ["less"],
+		reason: "`tags:each != 'x'` is every element: vacuously true in PocketBase for an empty multi-value; ours fails closed on an empty array",
+		match: (d) => /\w:each\b/.test(ruleText(d)),
+	},
+	{
+		category: "relation-id-path-empty",
+		kinds: ["less"],
+		reason: "`members.id = ''` joins the relation in SQL: an empty relation gives NULL, which PocketBase's = '' accepts; ours fails closed on an empty relation read through .id",
+		match: (d) => /(^|[^.\w])(members|author)\.id\s*\??(=|!=)\s*(''|"")/.test(ruleText(d)),
 	},
 	{
 		category: "filter-refused-at-subscribe",
@@ -93,8 +109,8 @@ export const KNOWN_FAILURES = [
 		category: "filter-relation-path-ignores-related-rule",
 		kinds: ["leak"],
 		reason:
-			"a subscription filter `members.id ?= 'ID'` (a multi relation through .id): PocketBase joins users with the subscriber's access to them (the users list rule), so a member the subscriber cannot see does not match; ours reads the field's ids and delivers. Repro: rule \"\" (everyone), users rule `id = @request.auth.id || (org != '' && org = @request.auth.org)`, record {members:[U2]}, U2 in org globex, subscriber U0 in org acme with filter `members.id ?= 'U2'`: PocketBase sends nothing, ours sends the create",
-		match: (d) => /(^|[^.\w])members\.id\s*\?/.test(d.filter ?? ""),
+			"a subscription filter on `members.id` (a multi relation through .id; ?=, !=, !~ seen): PocketBase joins users with the subscriber's access to them (the users list rule), so a member the subscriber cannot see does not match; ours reads the field's ids and delivers. Repro: rule \"\" (everyone), users rule `id = @request.auth.id || (org != '' && org = @request.auth.org)`, record {members:[U2]}, U2 in org globex, subscriber U0 in org acme with filter `members.id ?= 'U2'`: PocketBase sends nothing, ours sends the create",
+		match: (d) => /(^|[^.\w])members\.id\b/.test(d.filter ?? ""),
 	},
 ];
 
