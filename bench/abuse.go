@@ -289,6 +289,7 @@ func (r *abuseRun) run(a Attack, rec *AbuseRecord) error {
 			r.auth.Close()
 		}
 	}()
+	opts.Defaults = true // every budget as a user who configured none gets it
 	srv, err := StartServer(r.kind, r.ab.Bins, r.ab.WorkDir, opts)
 	if err != nil {
 		return err

@@ -23,6 +23,8 @@ import (
 // 127.0.0.2; the connection flood (127.0.2.x up) and the stalled streams
 // (127.0.5.x up) from many addresses, as a botnet would.
 var Attacks = []Attack{
+	{ID: "none", Name: "control: no attacker at all (the ratios that noise alone gives)", Kinds: []Kind{KindOurs},
+		start: func(*abuseRun) func() { return func() {} }},
 	{ID: "filters", Name: "1a: guest streams x 1000 filtered topics of 80 clauses", Kinds: pbKinds, start: attackFilters},
 	{ID: "refilter", Name: "1b: 1000 fresh 401-deep filters re-posted every 1.2 s", Kinds: pbKinds, start: attackRefilter},
 	{ID: "huge-body", Name: "2a: 32 MB subscription POST bodies, 8 at once", Kinds: pbKinds, start: attackHugeBody},

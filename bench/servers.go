@@ -39,6 +39,7 @@ type ServerOptions struct {
 	AuthURL   string // ours: the auth lookup endpoint (workload h)
 	Users     int    // pocketbase: users to create, with tokens (workload h)
 	Realtime  string // ours: extra lines inside the realtime block (the abuse suite)
+	Defaults  bool   // ours: leave max_clients_per_ip and max_clients at their defaults (the abuse suite)
 }
 
 // OwnerRule is the list and view rule of workload h, on both servers.
@@ -103,7 +104,10 @@ func StartServer(kind Kind, bins Bins, workDir string, opts ServerOptions) (*Ser
 // oursSite is the body of our site block: the realtime handler as the runs configure it.
 func oursSite(opts ServerOptions) string {
 	var b strings.Builder
-	b.WriteString("\trealtime /api/realtime {\n\t\theartbeat 15s\n\t\tidle_timeout 10m\n\t\tmax_subscriptions 1000\n\t\tmax_clients_per_ip 0\n\t\tmax_clients 0\n")
+	b.WriteString("\trealtime /api/realtime {\n\t\theartbeat 15s\n\t\tidle_timeout 10m\n\t\tmax_subscriptions 1000\n")
+	if !opts.Defaults {
+		b.WriteString("\t\tmax_clients_per_ip 0\n\t\tmax_clients 0\n")
+	}
 	if opts.AuthURL != "" {
 		fmt.Fprintf(&b, "\t\tauth {\n\t\t\turl %s\n\t\t\trecord_path record\n\t\t}\n", opts.AuthURL)
 	}
