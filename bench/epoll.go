@@ -91,6 +91,9 @@ func (l *loop) closeFDs() {
 // run is the event loop; it returns after stopLoop.
 func (l *loop) run() {
 	runtime.LockOSThread()
+	// Unlock before returning: a goroutine that exits locked takes its thread
+	// down, and a server spawned from that thread (Pdeathsig) dies with it.
+	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	events := make([]syscall.EpollEvent, 1024)
 	for {
