@@ -22,6 +22,7 @@ type AbuseResults struct {
 	Params       AbuseParams   `json:"params"`
 	TotalSeconds float64       `json:"total_seconds"`
 	Records      []AbuseRecord `json:"records"`
+	Before       *AbuseResults `json:"before,omitempty"` // an earlier run to compare with (-compare)
 }
 
 // NewAbuseResults stamps the records of a run.
@@ -99,6 +100,9 @@ func (a *AbuseResults) Markdown() string {
 			metText(pOK), metText(uOK), metText(rOK), attackerText(r))
 	}
 
+	if a.Before != nil {
+		b.WriteString(a.compareMarkdown())
+	}
 	b.WriteString("\n## Attacks\n\n")
 	for _, at := range Attacks {
 		fmt.Fprintf(&b, "- `%s` — %s\n", at.ID, at.Name)
@@ -173,4 +177,52 @@ func ReadAbuseResults(path string) (*AbuseResults, error) {
 	}
 	var a AbuseResults
 	return &a, json.Unmarshal(b, &a)
+}
+
+// compareMarkdown is the before -> after table: per attack and server, the
+// three ratios of the earlier run (a.Before) and of this one.
+func (a *AbuseResults) compareMarkdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Before → after\n\nBefore: `%s` (%s, load %s); after: `%s` (this run). "+
+		"Each cell: before → after; targets p99 <= 2x, publish >= 0.9x, RSS growth <= %g MB.\n\n",
+		a.Before.Commit, a.Before.Date, a.Before.LoadBefore, a.Commit, a.Params.RSSBudgetMB)
+	b.WriteString("| attack | server | healthy p99 (x no attack) | publish rate (x) | RSS growth MB | targets met |\n|---|---|---|---|---|---|\n")
+	find := func(recs []AbuseRecord, id string, k Kind) *AbuseRecord {
+		for i := range recs {
+			if recs[i].Attack == id && recs[i].Server == k && recs[i].Error == "" {
+				return &recs[i]
+			}
+		}
+		return nil
+	}
+	count := func(r *AbuseRecord, p AbuseParams) string {
+		if r == nil {
+			return "-"
+		}
+		_, _, _, x, y, z := r.Targets(p)
+		n := 0
+		for _, ok := range []bool{x, y, z} {
+			if ok {
+				n++
+			}
+		}
+		return fmt.Sprintf("%d/3", n)
+	}
+	cell := func(r *AbuseRecord, p AbuseParams, i int) string {
+		if r == nil {
+			return "-"
+		}
+		pr, ur, g, _, _, _ := r.Targets(p)
+		return [...]string{fmt.Sprintf("%.2fx", pr), fmt.Sprintf("%.2fx", ur), fmt.Sprintf("%+.0f", g)}[i]
+	}
+	for _, r := range a.Records {
+		if r.Error != "" {
+			continue
+		}
+		old := find(a.Before.Records, r.Attack, r.Server)
+		fmt.Fprintf(&b, "| %s | %s | %s → %s | %s → %s | %s → %s | %s → %s |\n", r.Attack, r.Server,
+			cell(old, a.Before.Params, 0), cell(&r, a.Params, 0), cell(old, a.Before.Params, 1), cell(&r, a.Params, 1),
+			cell(old, a.Before.Params, 2), cell(&r, a.Params, 2), count(old, a.Before.Params), count(&r, a.Params))
+	}
+	return b.String()
 }

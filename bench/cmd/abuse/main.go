@@ -33,6 +33,7 @@ func main() {
 	caddy := flag.String("caddy", "", "use this caddy binary instead of building the working tree (and -commit to name it)")
 	commit := flag.String("commit", "", "the tree measured, for the report (default: HEAD of the working tree, +dirty)")
 	skipBuild := flag.Bool("skip-build", false, "use bench/.work/caddy as built last time")
+	compare := flag.String("compare", "", "an earlier abuse.json (e.g. bench/results/abuse-before/abuse.json) to add a before -> after table")
 	render := flag.String("render", "", "rewrite ABUSE.md in -out from an earlier abuse.json, without running")
 	flag.Parse()
 
@@ -40,6 +41,11 @@ func main() {
 		res, err := bench.ReadAbuseResults(*render)
 		if err != nil {
 			fail(err)
+		}
+		if *compare != "" {
+			if res.Before, err = bench.ReadAbuseResults(*compare); err != nil {
+				fail(err)
+			}
 		}
 		if err := res.Write(outDir(*out)); err != nil {
 			fail(err)
@@ -107,6 +113,11 @@ func main() {
 	res.Commit = stamp
 	res.LoadBefore = load
 	res.TotalSeconds = time.Since(start).Seconds()
+	if *compare != "" {
+		if res.Before, err = bench.ReadAbuseResults(*compare); err != nil {
+			fmt.Fprintln(os.Stderr, "abuse: -compare:", err)
+		}
+	}
 	dir := outDir(*out)
 	if err := res.Write(dir); err != nil {
 		fail(err)
