@@ -155,8 +155,9 @@ type Phase struct {
 	Unanswered          int64   // publish requests without an answer at the end
 	RSSBaseMB           float64 // at the start of the phase
 	RSSPeakMB           float64
-	FDPeak              int // server's open files
-	CPUPct              float64
+	FDPeak              int     // server's open files
+	CPUPct              float64 // server
+	ClientCPUPct        float64 // the bench process (load generators, publisher, attackers), on the same cores
 }
 
 type abuseRun struct {
@@ -339,10 +340,12 @@ func (r *abuseRun) run(a Attack, rec *AbuseRecord) error {
 		r.note("the server closed %d healthy streams during the attack", rec.Attacked.ClosedHealthy-closedBefore)
 	}
 	if st, err := srv.Stats(); err == nil && st != nil {
-		if ev, ok := st["evictions"].(map[string]any); ok {
-			for reason, v := range ev {
-				if f, _ := v.(float64); f > 0 {
-					r.set("server_evictions_"+reason, f)
+		for _, kind := range []string{"evictions", "refused"} {
+			if ev, ok := st[kind].(map[string]any); ok {
+				for reason, v := range ev {
+					if f, _ := v.(float64); f > 0 {
+						r.set("server_"+kind+"_"+reason, f)
+					}
 				}
 			}
 		}
@@ -378,9 +381,9 @@ func (r *abuseRun) measure(d time.Duration, end func()) Phase {
 	warm := time.Second
 	time.Sleep(warm)
 	r.lg.ResetLatency()
-	a0, p0, t0 := pub.Stats().Acked, mustProc(r.srv.PID), time.Now()
+	a0, p0, self0, t0 := pub.Stats().Acked, mustProc(r.srv.PID), mustProc(selfPID), time.Now()
 	time.Sleep(d - warm)
-	a1, p1 := pub.Stats().Acked, mustProc(r.srv.PID)
+	a1, p1, self1 := pub.Stats().Acked, mustProc(r.srv.PID), mustProc(selfPID)
 	window := time.Since(t0).Seconds()
 	<-done
 	if end != nil {
@@ -405,6 +408,7 @@ func (r *abuseRun) measure(d time.Duration, end func()) Phase {
 	ph.Unanswered = ps.Requests - int64(answered)
 	ph.RSSPeakMB, ph.FDPeak = fs.peak()
 	ph.CPUPct = 100 * (p1.CPU - p0.CPU).Seconds() / window
+	ph.ClientCPUPct = 100 * (self1.CPU - self0.CPU).Seconds() / window
 	if ok := ps.Statuses[200] + ps.Statuses[201] + ps.Statuses[204]; ok < answered || len(ps.Errors) > 0 {
 		r.note("publish answers %v, errors %s", ps.Statuses, topReasons(ps.Errors))
 	}

@@ -333,15 +333,22 @@ func attackStalled(r *abuseRun) func() {
 	t0 := time.Now()
 	stop := make(chan struct{})
 	watched := make(chan struct{})
-	go func() { // when the first and the last stalled stream left the server
+	go func() { // when the first and the last stalled stream left the server; ours: all clients' pending bytes
 		defer close(watched)
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
-		for {
+		for k := 0; ; k++ {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
+			}
+			if r.kind == KindOurs && k%4 == 0 {
+				if q, err := pendingBytes(r.srv); err == nil {
+					r.mu.Lock()
+					r.att["server_pending_max_mb"] = max(r.att["server_pending_max_mb"], mb(q))
+					r.mu.Unlock()
+				}
 			}
 			n := evictedCount(lg, g, port)
 			r.mu.Lock()
@@ -628,6 +635,37 @@ func attackConnFlood(r *abuseRun) func() {
 				fc.cmd.Process.Kill()
 			}
 			fc.cmd.Wait()
+		}
+	}
+}
+
+// pendingBytes sums pending_bytes over ours' clients (GET /realtime/clients, pages of 1000).
+func pendingBytes(s *Server) (int64, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	var sum int64
+	for off := 0; ; off += 1000 {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/realtime/clients?limit=1000&offset=%d", s.AdminAddr, off), nil)
+		req.Header.Set("Origin", "http://"+s.AdminAddr)
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		var page struct {
+			Total   int `json:"total"`
+			Clients []struct {
+				Pending int64 `json:"pending_bytes"`
+			} `json:"clients"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			return 0, err
+		}
+		for _, cl := range page.Clients {
+			sum += cl.Pending
+		}
+		if len(page.Clients) == 0 || off+len(page.Clients) >= page.Total {
+			return sum, nil
 		}
 	}
 }

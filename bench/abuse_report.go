@@ -111,11 +111,11 @@ func (a *AbuseResults) Markdown() string {
 
 	b.WriteString("\n## Per run\n\n")
 	for _, r := range a.Records {
-		fmt.Fprintf(&b, "- **%s / %s** (%.0f s, load %s): no attack p50/p99/max %s/%s/%s ms, publish p99 %s ms, server CPU %.0f%%; "+
-			"attack p50/p99/max %s/%s/%s ms, publish p99 %s ms, server CPU %.0f%%, healthy lost %d, closed %d, unanswered publishes %d.",
+		fmt.Fprintf(&b, "- **%s / %s** (%.0f s, load %s): no attack p50/p99/max %s/%s/%s ms, publish p99 %s ms, CPU server %.0f%% bench %.0f%%; "+
+			"attack p50/p99/max %s/%s/%s ms, publish p99 %s ms, CPU server %.0f%% bench %.0f%%, healthy lost %d, closed %d, unanswered publishes %d.",
 			r.Attack, r.Server, r.Seconds, r.Load,
-			fmtNum(r.Baseline.P50ms), fmtNum(r.Baseline.P99ms), fmtNum(r.Baseline.MaxMs), fmtNum(r.Baseline.PubP99ms), r.Baseline.CPUPct,
-			fmtNum(r.Attacked.P50ms), fmtNum(r.Attacked.P99ms), fmtNum(r.Attacked.MaxMs), fmtNum(r.Attacked.PubP99ms), r.Attacked.CPUPct,
+			fmtNum(r.Baseline.P50ms), fmtNum(r.Baseline.P99ms), fmtNum(r.Baseline.MaxMs), fmtNum(r.Baseline.PubP99ms), r.Baseline.CPUPct, r.Baseline.ClientCPUPct,
+			fmtNum(r.Attacked.P50ms), fmtNum(r.Attacked.P99ms), fmtNum(r.Attacked.MaxMs), fmtNum(r.Attacked.PubP99ms), r.Attacked.CPUPct, r.Attacked.ClientCPUPct,
 			r.Attacked.Lost, r.Attacked.ClosedHealthy-r.Baseline.ClosedHealthy, r.Attacked.Unanswered)
 		for _, n := range r.Notes {
 			fmt.Fprintf(&b, " %s.", strings.TrimSuffix(oneLine(n), "."))
