@@ -69,6 +69,10 @@ type JWTConfig struct {
 type CollectionConfig struct {
 	ListRule *string `json:"list_rule,omitempty"`
 	ViewRule *string `json:"view_rule,omitempty"`
+	// HiddenFields are the fields PocketBase marks hidden: rules may read
+	// them (so events carry them) but only superusers receive them, and a
+	// subscription filter on one matches nothing.
+	HiddenFields []string `json:"hidden_fields,omitempty"`
 }
 
 // TopicConfig restricts subscriptions to custom topics matching Pattern.
@@ -101,7 +105,7 @@ func (h *Handler) buildRuleSet() (*broker.RuleSet, error) {
 		rs.Superusers = r
 	}
 	for name, c := range h.Collections {
-		cr := &broker.CollectionRules{}
+		cr := &broker.CollectionRules{Hidden: c.HiddenFields}
 		for _, x := range []struct {
 			label string
 			expr  *string

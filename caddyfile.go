@@ -67,6 +67,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		collection <name> {
 //			list_rule "<rule>"
 //			view_rule "<rule>"
+//			hidden_fields <field...>
 //		}
 //		topic <pattern> "<rule>"
 //	}
@@ -178,6 +179,12 @@ func (h *Handler) unmarshalCollection(d *caddyfile.Dispenser) error {
 	h.Collections[name] = c
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
+		if sub == "hidden_fields" {
+			if c.HiddenFields = d.RemainingArgs(); len(c.HiddenFields) == 0 {
+				return d.Errf("collection %s: hidden_fields: expected at least one field name", name)
+			}
+			continue
+		}
 		rule, err := oneArg(d)
 		if err != nil {
 			return err
@@ -188,7 +195,7 @@ func (h *Handler) unmarshalCollection(d *caddyfile.Dispenser) error {
 		case "view_rule":
 			c.ViewRule = &rule
 		default:
-			return d.Errf("collection %s: unrecognized subdirective %q (expected list_rule or view_rule)", name, sub)
+			return d.Errf("collection %s: unrecognized subdirective %q (expected list_rule, view_rule or hidden_fields)", name, sub)
 		}
 	}
 	return nil

@@ -171,6 +171,7 @@ func TestCaddyfileAccessOptions(t *testing.T) {
 		}
 		collection drafts {
 			view_rule "author = @request.auth.id"
+			hidden_fields secret notes
 		}
 		topic admin_* "@request.auth.isAdmin = true"
 	}`)
@@ -179,7 +180,7 @@ func TestCaddyfileAccessOptions(t *testing.T) {
 	}
 	got, _ := json.Marshal(map[string]any{"auth": h["auth"], "superusers": h["superusers"], "collections": h["collections"], "topics": h["topics"]})
 	want := `{"auth":{"cache_size":500,"cache_ttl":30000000000,"headers":["Authorization","Cookie"],"max_concurrent":16,"method":"POST","negative_ttl":5000000000,"record_path":"record","timeout":2000000000,"url":"http://127.0.0.1:3000/api/me"},` +
-		`"collections":{"drafts":{"view_rule":"author = @request.auth.id"},"posts":{"list_rule":"","view_rule":"status = 'published' || author = @request.auth.id"}},` +
+		`"collections":{"drafts":{"hidden_fields":["secret","notes"],"view_rule":"author = @request.auth.id"},"posts":{"list_rule":"","view_rule":"status = 'published' || author = @request.auth.id"}},` +
 		`"superusers":"@request.auth.collectionName = '_superusers'",` +
 		`"topics":[{"pattern":"admin_*","rule":"@request.auth.isAdmin = true"}]}`
 	if string(got) != want {

@@ -102,6 +102,11 @@ func (c *Client) identity() string {
 	return ""
 }
 
+func (c *Client) isSuperuser() bool {
+	a := c.Auth()
+	return a != nil && a.Superuser
+}
+
 // fingerprint is "" for a guest; see authState.
 func (c *Client) fingerprint() string {
 	if st := c.auth.Load(); st != nil {

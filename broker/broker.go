@@ -444,26 +444,34 @@ type memoKey struct {
 func (b *Broker) fanout(ev *Event) {
 	p := b.Policy()
 	var pick FieldPicker
+	var hidden []string
 	if p.Access != nil {
 		pick = p.Access.PickFields()
 		clear(b.memo)
+		if h, ok := p.Access.(interface{ HiddenFields(*Event) []string }); ok {
+			hidden = h.HiddenFields(ev)
+		}
 	}
 	hooked := b.OnMessageSend.Len() > 0
 	queued := 0
 	var basesArr [7]baseKind
 	for _, bk := range recordBases(basesArr[:0], ev.Collection, ev.CollectionID, ev.RecordID) {
 		b.index.each(bk.base, func(ts *topicSubs) {
-			var tail, hiddenTail []byte
+			var tails [viewCount][]byte
 			for c := range ts.clients {
 				if p.Access != nil && !b.allowed(p.Access, c, ev, bk.kind, ts) {
 					continue
 				}
-				out := &tail
+				var v view
 				if ev.hideEmail && !c.seesEmailOf(ev) {
-					out = &hiddenTail
+					v |= viewHideEmail
 				}
+				if len(hidden) > 0 && !c.isSuperuser() {
+					v |= viewHideHidden
+				}
+				out := &tails[v]
 				if *out == nil {
-					*out = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, out == &hiddenTail))
+					*out = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, v, hidden))
 				}
 				queued += len(*out)
 				if hooked {
@@ -543,10 +551,25 @@ func (b *Broker) SendMessage(m *Message) int {
 	hooked := b.OnMessageSend.Len() > 0
 	delivered := 0
 	tail := frameTail(m.Name, m.Data)
+	// Topic rules are applied again at delivery, once per distinct auth
+	// record: an auth refresh (demotion, logout, delete) since the client
+	// subscribed must not keep a restricted topic's messages coming.
+	allowed := map[string]bool{}
 	b.index.exact(m.Name, func(ts *topicSubs) {
 		for c := range ts.clients {
 			if only != nil && !only[c.id] {
 				continue
+			}
+			if p.Access != nil {
+				fp := c.fingerprint()
+				ok, seen := allowed[fp]
+				if !seen {
+					ok = p.Access.CanSubscribe(c.Auth(), m.Name) == nil
+					allowed[fp] = ok
+				}
+				if !ok {
+					continue
+				}
 			}
 			if hooked {
 				if !b.sendHooked(c, m.Name, tail, p.ClientQueue) {

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -38,8 +39,24 @@ type ipCounts struct {
 	m  map[string]int
 }
 
+// ipKey is what one client IP counts as: an IPv4 address, or an IPv6 /64
+// (one host usually holds a whole /64); IPv4-mapped IPv6 is IPv4.
+func ipKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
 // add counts one more stream from ip unless that would pass limit (0 = none).
 func (ic *ipCounts) add(ip string, limit int) bool {
+	ip = ipKey(ip)
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
 	if limit > 0 && ic.m[ip] >= limit {
@@ -53,6 +70,7 @@ func (ic *ipCounts) add(ip string, limit int) bool {
 }
 
 func (ic *ipCounts) remove(ip string) {
+	ip = ipKey(ip)
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
 	if ic.m[ip] <= 1 {

@@ -166,8 +166,9 @@ func DecodeEvent(raw []byte) (*Event, error) {
 	if vis, ok := record["emailVisibility"]; ok && vis != true {
 		_, ev.hideEmail = record["email"]
 	}
-	// encoding/json sorts map keys: the record is exported like PocketBase's, once.
-	ev.recordJSON, err = marshalRecord(record)
+	// encoding/json sorts map keys: the record is exported like PocketBase's,
+	// once, without the fields PocketBase never sends.
+	ev.recordJSON, err = marshalRecord(withoutSecrets(record))
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
@@ -237,13 +238,39 @@ func jsonKind(goKind string) string {
 // RecordJSON is the record as sent to subscribers without a fields option.
 func (ev *Event) RecordJSON() []byte { return ev.recordJSON }
 
+// view says what a subscriber may not see of a record.
+type view uint8
+
+const (
+	viewHideEmail  view = 1 << iota // an auth record's email, emailVisibility false, not the owner
+	viewHideHidden                  // the collection's hidden fields, for non-superusers
+	viewCount      = 4
+)
+
+// secretFields are never sent, to anyone, as in PocketBase: rules and auth
+// refreshes may read them from the event.
+var secretFields = [...]string{"tokenKey", "password"}
+
+func withoutSecrets(rec map[string]any) map[string]any {
+	for _, f := range secretFields {
+		if _, ok := rec[f]; ok {
+			rec = maps.Clone(rec)
+			for _, f := range secretFields {
+				delete(rec, f)
+			}
+			return rec
+		}
+	}
+	return rec
+}
+
 // payload returns {"record":...,"action":"..."} for the given fields option,
-// encoding it once per event and distinct fields value (record first, as
-// PocketBase), with or without the auth record's email.
-func (ev *Event) payload(fields string, pick FieldPicker, hideEmail bool) []byte {
+// encoding it once per event, distinct fields value and view (record first,
+// as PocketBase). hidden are the collection's hidden fields (viewHideHidden).
+func (ev *Event) payload(fields string, pick FieldPicker, v view, hidden []string) []byte {
 	key := fields
-	if hideEmail {
-		key = "\x00hidden-email\x00" + fields
+	if v != 0 {
+		key = string(rune('0'+v)) + "\x00" + fields
 	}
 	ev.payloadsMu.Lock()
 	defer ev.payloadsMu.Unlock()
@@ -251,19 +278,26 @@ func (ev *Event) payload(fields string, pick FieldPicker, hideEmail bool) []byte
 		return p
 	}
 	record := ev.recordJSON
-	if fields != "" && pick != nil || hideEmail {
-		rec := ev.Record
+	if fields != "" && pick != nil || v != 0 {
+		rec := withoutSecrets(ev.Record)
 		if fields != "" && pick != nil {
-			rec = pick(ev.Record, fields)
+			rec = pick(rec, fields)
 		}
-		if hideEmail {
+		if v != 0 {
 			rec = maps.Clone(rec)
-			delete(rec, "email")
+			if v&viewHideEmail != 0 {
+				delete(rec, "email")
+			}
+			if v&viewHideHidden != 0 {
+				for _, f := range hidden {
+					delete(rec, f)
+				}
+			}
 		}
 		if b, err := marshalRecord(rec); err == nil {
 			record = b
-		} else if hideEmail {
-			record = []byte("{}") // never fall back to the record with the email
+		} else if v != 0 || fields != "" {
+			record = []byte("{}") // never fall back to more than the subscriber may see
 		}
 	}
 	p := make([]byte, 0, len(record)+len(ev.Action)+24)
@@ -323,7 +357,8 @@ func (c *Client) seesEmailOf(ev *Event) bool {
 	if a.Superuser {
 		return true
 	}
-	return a.ID == ev.RecordID && (a.Collection == ev.Collection || a.Collection == ev.CollectionID)
+	// An auth record without a collection (a bare JWT) owns nothing.
+	return a.Collection != "" && a.ID == ev.RecordID && (a.Collection == ev.Collection || a.Collection == ev.CollectionID)
 }
 
 // marshalRecord encodes a record as PocketBase's JSON responses do: keys

@@ -98,7 +98,7 @@ func TestDecodeEventsValid(t *testing.T) {
 				if ev.Record["collectionName"] != ev.Collection {
 					t.Errorf("event %d: Record.collectionName = %v", i, ev.Record["collectionName"])
 				}
-				p := ev.payload("", nil, false)
+				p := ev.payload("", nil, 0, nil)
 				if want := `{"record":` + tt.json[i] + `,"action":"` + ev.Action + `"}`; string(p) != want {
 					t.Errorf("event %d payload %s, want %s", i, p, want)
 				}

@@ -255,3 +255,25 @@ func TestMaxClientsPerIP(t *testing.T) {
 		t.Fatalf("after a disconnect: %v", err)
 	}
 }
+
+// Hidden fields reach superusers only; tokenKey and password reach nobody.
+func TestHiddenAndSecretFields(t *testing.T) {
+	t.Parallel()
+	rs := &RuleSet{Superusers: rules.MustCompile(`@request.auth.collectionName = "_superusers"`),
+		Collections: map[string]*CollectionRules{"notes": {List: rules.MustCompile(""), Hidden: []string{"secret"}}}}
+	p := DefaultPolicy()
+	p.Access = rs
+	f := &accessFixture{b: New("hidden-test", p), rs: rs}
+	guest := f.client(t, nil, "notes/*")
+	root := f.client(t, superuser(), "notes/*", withOptions("notes/*", `{"fields":"id,secret,tokenKey"}`))
+	f.b.Publish(mustEvent(t, `{"action":"create","record":{"id":"n1","collectionName":"notes","secret":"s3","tokenKey":"tk","password":"pw"}}`))
+	g, r := drain(guest), drain(root)
+	if strings.Contains(g, "s3") || !strings.Contains(r, `"secret":"s3"`) {
+		t.Fatalf("hidden field: guest %q, superuser %q", g, r)
+	}
+	for _, s := range []string{g, r} {
+		if strings.Contains(s, "tk") || strings.Contains(s, "pw") {
+			t.Fatalf("tokenKey or password sent: %q", s)
+		}
+	}
+}

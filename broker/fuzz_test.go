@@ -147,7 +147,7 @@ func FuzzDecodeEvents(f *testing.F) {
 					t.Fatalf("accepted name %q that breaks topics", name)
 				}
 			}
-			p := ev.payload("", nil, false)
+			p := ev.payload("", nil, 0, nil)
 			if !json.Valid(p) {
 				t.Fatalf("payload is not valid JSON: %q", p)
 			}

@@ -40,6 +40,9 @@ type RuleSet struct {
 // CollectionRules are a collection's list and view rules; nil = superusers only.
 type CollectionRules struct {
 	List, View *rules.Rule
+	// Hidden are fields PocketBase marks hidden: rules may read them, but
+	// only superusers receive them, and a filter on them matches nothing.
+	Hidden []string
 
 	requiredOnce sync.Once
 	required     []requiredField
@@ -143,11 +146,48 @@ func (rs *RuleSet) CanReceive(a *Auth, ev *Event, kind TopicKind, opts *Options)
 	if opts.MissingFilterField(ev.Record) != "" {
 		return false // PocketBase refuses a filter on a field it does not have (or hides)
 	}
+	if rs.filterReadsHidden(f, ev) {
+		return false
+	}
 	if env == nil {
 		env = rs.env(a, ev, opts)
 	}
 	rs.evaluations.Add(1)
 	return f.Eval(env)
+}
+
+// HiddenFields are the hidden fields of ev's collection, left out of what
+// non-superusers receive.
+func (rs *RuleSet) HiddenFields(ev *Event) []string {
+	if c := rs.eventCollection(ev); c != nil {
+		return c.Hidden
+	}
+	return nil
+}
+
+// filterReadsHidden: PocketBase matches nothing for a subscription filter on
+// a hidden field, or on the email of an auth record whose emailVisibility is
+// off (its filter adds "emailVisibility = true"): otherwise who receives an
+// event would tell the hidden value, one guess at a time. Superusers too.
+func (rs *RuleSet) filterReadsHidden(f *rules.Rule, ev *Event) bool {
+	hidden := rs.HiddenFields(ev)
+	if !ev.hideEmail && len(hidden) == 0 {
+		return false
+	}
+	for _, field := range f.RecordFields() {
+		if ev.hideEmail && field == "email" || slices.Contains(hidden, field) {
+			return true
+		}
+	}
+	return false
+}
+
+func (rs *RuleSet) eventCollection(ev *Event) *CollectionRules {
+	c := rs.collection(ev.Collection)
+	if c == nil && ev.CollectionID != "" {
+		c = rs.collection(ev.CollectionID)
+	}
+	return c
 }
 
 // rule returns the rule guarding kind for ev's collection (by name, then id);

@@ -296,7 +296,7 @@ func likeValue(a value, pat string, wrap bool, bd *budget) tri {
 	if !ok {
 		return triNull
 	}
-	m, steps := likeMatch(s, pat, wrap)
+	m, steps := likeMatch(s, pat, wrap, bd.left)
 	if !bd.spend(steps) {
 		return triFalse
 	}
@@ -322,7 +322,7 @@ func likeJSON(a value, pat string, wrap bool, bd *budget) tri {
 	if !bd.spend(len(s)) {
 		return triFalse
 	}
-	m, steps := likeMatch(s, pat, wrap)
+	m, steps := likeMatch(s, pat, wrap, bd.left)
 	if !bd.spend(steps) {
 		return triFalse
 	}
@@ -359,7 +359,7 @@ func jsonContains(v any, needle string, bd *budget) bool {
 		return false
 	}
 	match := func(s string) bool {
-		m, steps := likeMatch(s, needle, true)
+		m, steps := likeMatch(s, needle, true, bd.left)
 		bd.spend(steps)
 		return m && bd.left > 0
 	}

@@ -414,7 +414,7 @@ func TestLikeMatch(t *testing.T) {
 		{"aaa", "%a%a%a%a%", false, false},
 	}
 	for _, tt := range tests {
-		if got, _ := likeMatch(tt.s, tt.p, tt.wrap); got != tt.want {
+		if got, _ := likeMatch(tt.s, tt.p, tt.wrap, MaxSteps); got != tt.want {
 			t.Errorf("likeMatch(%q, %q, %v) = %v, want %v", tt.s, tt.p, tt.wrap, got, tt.want)
 		}
 	}

@@ -13,8 +13,9 @@ import (
 //
 // It is the classic greedy matcher that backtracks only to the last '%',
 // which is at most len(s)*len(p) steps and needs no allocation. steps is
-// how many it took, for the evaluation budget.
-func likeMatch(s, p string, wrap bool) (match bool, steps int) {
+// how many it took, for the evaluation budget; past limit steps it gives up
+// (no match), so a hostile pattern costs at most what the budget has left.
+func likeMatch(s, p string, wrap bool, limit int) (match bool, steps int) {
 	si, pi := 0, 0
 	starP, starS := -1, 0 // pattern index after the last '%', and where s resumed
 	if wrap {
@@ -22,6 +23,9 @@ func likeMatch(s, p string, wrap bool) (match bool, steps int) {
 	}
 	for {
 		steps++
+		if steps > limit {
+			return false, steps
+		}
 		if pi < len(p) {
 			c := p[pi]
 			if c == '%' {
