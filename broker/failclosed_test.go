@@ -277,3 +277,25 @@ func TestHiddenAndSecretFields(t *testing.T) {
 		}
 	}
 }
+
+// A client filter through a relation (members.id) is joined by PocketBase
+// under the client's view of the related collection: without a database,
+// such filters match nothing for non-superusers (found by the differential suite).
+func TestFilterRelationPathFailsClosed(t *testing.T) {
+	t.Parallel()
+	rs := &RuleSet{Superusers: rules.MustCompile(`@request.auth.collectionName = "_superusers"`),
+		Collections: map[string]*CollectionRules{"k": {List: rules.MustCompile("")}}}
+	p := DefaultPolicy()
+	p.Access = rs
+	f := &accessFixture{b: New("join-test", p), rs: rs}
+	filter := withOptions("k/*", `{"filter":"members.id ?= 'U2'"}`)
+	guest := f.client(t, nil, filter)
+	root := f.client(t, superuser(), filter)
+	f.b.Publish(mustEvent(t, `{"action":"create","record":{"id":"r1","collectionName":"k","members":["U2"]}}`))
+	if g := dataFrames(parseFrames(drain(guest))); len(g) != 0 {
+		t.Fatalf("guest's relation filter matched: %v", g)
+	}
+	if r := dataFrames(parseFrames(drain(root))); len(r) != 1 {
+		t.Fatalf("superuser's relation filter: %v", r)
+	}
+}

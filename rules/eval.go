@@ -545,7 +545,7 @@ func (o *operand) resolve(env *Env) resolved {
 		s, ok := lookupString(env.Headers, o.path)
 		return o.fromString(s, ok)
 	case srcRecord:
-		return o.fromRecord(env.Record, true)
+		return o.fromRecord(env.Record, true, env.NoJoins)
 	case srcAuth:
 		if env.Auth == nil {
 			return resolved{value: value{fl: flStatic}} // a guest: NULL, whatever the modifier
@@ -553,7 +553,7 @@ func (o *operand) resolve(env *Env) resolved {
 		if o.plainAuth {
 			return staticOf(env.Auth[o.path[0]])
 		}
-		return o.fromRecord(env.Auth, false)
+		return o.fromRecord(env.Auth, false, false)
 	}
 	return resolved{}
 }
@@ -612,7 +612,7 @@ func (o *operand) fromString(s string, found bool) resolved {
 // field missing from a record is PocketBase's "unknown field" error (the
 // whole rule denies); from the auth record it is NULL, as PocketBase
 // nullifies missing @request.* fields.
-func (o *operand) fromRecord(m map[string]any, isRecord bool) resolved {
+func (o *operand) fromRecord(m map[string]any, isRecord, noJoins bool) resolved {
 	top, found := m[o.path[0]]
 	if !found {
 		if isRecord {
@@ -627,7 +627,7 @@ func (o *operand) fromRecord(m map[string]any, isRecord bool) resolved {
 	case string:
 		// A single relation: PocketBase's `rel.id` is the column itself.
 		// Anything else needs a join (or is an error on a text field).
-		if len(o.path) != 2 || o.path[1] != "id" {
+		if len(o.path) != 2 || o.path[1] != "id" || noJoins {
 			return resolved{abort: true}
 		}
 		col := fromColumn(t)
@@ -650,7 +650,7 @@ func (o *operand) fromRecord(m map[string]any, isRecord bool) resolved {
 			// A multiple relation: `rel.id` joins every related record;
 			// the ids compare as the text column they are. :each and
 			// :length on the id field are ignored, as PocketBase does.
-			if len(o.path) != 2 || o.path[1] != "id" {
+			if len(o.path) != 2 || o.path[1] != "id" || noJoins {
 				return resolved{abort: true}
 			}
 			return multiOf(top, affText, o.mod == modLower)

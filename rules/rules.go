@@ -86,6 +86,12 @@ type Env struct {
 	Method  string            // @request.method, "GET" for realtime
 	Context string            // @request.context, "realtime"
 
+	// NoJoins makes a relation path (`rel.id`) deny the whole expression.
+	// PocketBase joins the related records of a client's filter under the
+	// client's view of their collection, which needs a database: set it for
+	// subscription filters of non-superusers.
+	NoJoins bool
+
 	// Now is the clock for the @now-style macros; zero means time.Now().
 	// It exists so that tests and replays can pin the time.
 	Now time.Time
