@@ -320,7 +320,7 @@ func (b *Broker) SetSubscriptions(c *Client, topics []string) error {
 		}
 		clean = append(clean, t)
 	}
-	if err := b.checkSubscriptionBudgets(c, clean, p); err != nil {
+	if err := b.checkSubscriptionBudgets(c.ip, clean, p); err != nil {
 		return err
 	}
 	return b.OnSubscribe.Trigger(&SubscribeEvent{Client: c, Topics: clean}, func(e *SubscribeEvent) error {

@@ -91,9 +91,30 @@ func (b *Broker) refuse(budget, ip string, detail string) {
 	}
 }
 
+// CheckSubscriptionBudgets applies max_subscription_bytes and
+// max_topic_variants to a subscription request's topics (duplicates and
+// empty topics count once) from ip, before anything else is done with them:
+// a refused request costs no filter compilation. SetSubscriptions applies
+// them again to the set it stores.
+func (b *Broker) CheckSubscriptionBudgets(ip string, topics []string) error {
+	p := b.Policy()
+	if p.MaxSubscriptionBytes <= 0 && p.MaxTopicVariants <= 0 {
+		return nil
+	}
+	seen := make(map[string]bool, len(topics))
+	distinct := make([]string, 0, len(topics))
+	for _, t := range topics {
+		if t != "" && !seen[t] {
+			seen[t] = true
+			distinct = append(distinct, t)
+		}
+	}
+	return b.checkSubscriptionBudgets(ip, distinct, p)
+}
+
 // checkSubscriptionBudgets applies max_subscription_bytes and
 // max_topic_variants to a client's whole new subscription set.
-func (b *Broker) checkSubscriptionBudgets(c *Client, topics []string, p *Policy) error {
+func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy) error {
 	if p.MaxSubscriptionBytes <= 0 && p.MaxTopicVariants <= 0 {
 		return nil
 	}
@@ -105,14 +126,14 @@ func (b *Broker) checkSubscriptionBudgets(c *Client, topics []string, p *Policy)
 	}
 	if p.MaxSubscriptionBytes > 0 && total > p.MaxSubscriptionBytes {
 		msg := fmt.Sprintf("The subscriptions take %d bytes together, more than this server's max_subscription_bytes (%d).", total, p.MaxSubscriptionBytes)
-		b.refuse(BudgetMaxSubscriptionBytes, c.ip, msg)
+		b.refuse(BudgetMaxSubscriptionBytes, ip, msg)
 		return &BudgetError{Budget: BudgetMaxSubscriptionBytes, Msg: msg}
 	}
 	if p.MaxTopicVariants > 0 {
 		for base, n := range variants {
 			if n > p.MaxTopicVariants {
 				msg := fmt.Sprintf("%d subscriptions share the topic %q (with different options), more than this server's max_topic_variants (%d).", n, base, p.MaxTopicVariants)
-				b.refuse(BudgetMaxTopicVariants, c.ip, msg)
+				b.refuse(BudgetMaxTopicVariants, ip, msg)
 				return &BudgetError{Budget: BudgetMaxTopicVariants, Msg: msg}
 			}
 		}

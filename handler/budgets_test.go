@@ -135,3 +135,30 @@ func TestSubscribeBodyTimeout(t *testing.T) {
 	}
 	env.subscribe(s.id, nil, "posts/*") // the client itself is fine
 }
+
+// Past max_subscription_bytes the body stops being read: no waiting for the
+// rest, and no filter of the request is compiled.
+func TestSubscribeBodyStopsAtTheByteBudget(t *testing.T) {
+	p := broker.DefaultPolicy()
+	p.MaxSubscriptionBytes = 1000
+	env := newEnv(t, p, nil)
+	s := env.openStream(nil)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		fmt.Fprintf(pw, `{"clientId":%q,"subscriptions":[`, s.id)
+		for i := range 20 {
+			fmt.Fprintf(pw, `"posts/%d?options={\"query\":{\"filter\":\"title ~ '%s'\"}}",`, i, strings.Repeat("x", 60))
+		}
+	}()
+	done := make(chan response, 1)
+	go func() { done <- env.do(http.MethodPost, env.url(), pr, map[string]string{"Content-Type": "application/json"}) }()
+	select {
+	case r := <-done:
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "validation_max_subscription_bytes") {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the POST waited for the rest of a body over max_subscription_bytes")
+	}
+}

@@ -34,8 +34,8 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		_ = rc.SetReadDeadline(time.Now().Add(h.BodyTimeout))
 	}
 
-	req, status := bindSubscribe(w, r, policy)
-	if policy.MaxSubscriptions > 0 && len(req.Subscriptions) > policy.MaxSubscriptions {
+	req, status, truncated := bindSubscribe(w, r, policy)
+	if truncated {
 		// Decoding stopped at the limit: answer at once, as net/http would
 		// otherwise read on (up to 256 KiB) from a sender that may never finish.
 		_ = rc.EnableFullDuplex()
@@ -50,6 +50,14 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, status, msg, nil)
 		return
+	}
+	// Budgets before anything costly (compiling filters); past
+	// max_subscriptions, PocketBase's own "too long" error comes first.
+	if policy.MaxSubscriptions <= 0 || len(req.Subscriptions) <= policy.MaxSubscriptions {
+		if err := h.Broker.CheckSubscriptionBudgets(h.clientIP(r), req.Subscriptions); err != nil {
+			writeBudgetError(w, err)
+			return
+		}
 	}
 	data, opts := validateSubscribe(req, policy)
 	if data != nil {
@@ -101,9 +109,7 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 		var be *broker.BudgetError
 		switch {
 		case errors.As(err, &be):
-			writeError(w, http.StatusBadRequest, msgGeneric, map[string]any{
-				"subscriptions": fieldError{Code: "validation_" + be.Budget, Message: be.Msg},
-			})
+			writeBudgetError(w, be)
 		case errors.As(err, &te) && te.Forbidden:
 			writeError(w, http.StatusForbidden, "You are not allowed to subscribe to "+strconv.Quote(te.Topic)+".", nil)
 		case errors.As(err, &te):
@@ -116,13 +122,24 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+func writeBudgetError(w http.ResponseWriter, err error) {
+	var be *broker.BudgetError
+	if !errors.As(err, &be) {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	writeError(w, http.StatusBadRequest, msgGeneric, map[string]any{
+		"subscriptions": fieldError{Code: "validation_" + be.Budget, Message: be.Msg},
+	})
+}
+
 // bindSubscribe reads a JSON, urlencoded or multipart body; status is non-zero on failure.
 // The body is limited to what the policy's limits allow (bodyLimit), and JSON
-// is decoded as a stream that stops once the subscriptions pass max_subscriptions.
-func bindSubscribe(w http.ResponseWriter, r *http.Request, p *broker.Policy) (subscribeRequest, int) {
-	var req subscribeRequest
+// is decoded as a stream that stops (truncated) once the subscriptions pass
+// max_subscriptions or their distinct bytes pass max_subscription_bytes.
+func bindSubscribe(w http.ResponseWriter, r *http.Request, p *broker.Policy) (req subscribeRequest, status int, truncated bool) {
 	if r.ContentLength == 0 {
-		return req, 0 // PocketBase binds nothing from an empty body, whatever its type
+		return req, 0, false // PocketBase binds nothing from an empty body, whatever its type
 	}
 	limit := bodyLimit(p)
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
@@ -130,11 +147,12 @@ func bindSubscribe(w http.ResponseWriter, r *http.Request, p *broker.Policy) (su
 	switch mediaType {
 	case "application/json":
 		body := &countingReader{r: r.Body}
-		if err := decodeSubscribe(body, &req, p.MaxSubscriptions); err != nil {
+		var err error
+		if truncated, err = decodeSubscribe(body, &req, p.MaxSubscriptions, p.MaxSubscriptionBytes); err != nil {
 			if body.n == 0 && errors.Is(err, io.EOF) {
-				return subscribeRequest{}, 0 // an empty body binds nothing
+				return subscribeRequest{}, 0, false // an empty body binds nothing
 			}
-			return req, readErrorStatus(err)
+			return req, readErrorStatus(err), false
 		}
 	case "application/x-www-form-urlencoded", "multipart/form-data":
 		var err error
@@ -144,7 +162,7 @@ func bindSubscribe(w http.ResponseWriter, r *http.Request, p *broker.Policy) (su
 			err = r.ParseForm()
 		}
 		if err != nil {
-			return req, readErrorStatus(err)
+			return req, readErrorStatus(err), false
 		}
 		req.ClientID = r.PostForm.Get("clientId")
 		req.Subscriptions = r.PostForm["subscriptions"]
@@ -156,11 +174,11 @@ func bindSubscribe(w http.ResponseWriter, r *http.Request, p *broker.Policy) (su
 		// PocketBase binds nothing from an empty body whatever its type, then fails validation.
 		n, err := r.Body.Read(make([]byte, 1))
 		if n == 0 && errors.Is(err, io.EOF) {
-			return req, 0
+			return req, 0, false
 		}
-		return req, http.StatusBadRequest
+		return req, http.StatusBadRequest, false
 	}
-	return req, 0
+	return req, 0, truncated
 }
 
 func firstOf(v []string) string {
@@ -184,72 +202,83 @@ func readErrorStatus(err error) int {
 
 // decodeSubscribe binds {"clientId":...,"subscriptions":[...]} from a stream,
 // as PocketBase's binder would (field names case-insensitive, other fields
-// ignored, data after the object ignored), but stops reading once the
-// subscriptions pass maxSubs (0 = no limit): validation then reports "too
-// many" without the rest of the body ever being held in memory.
-func decodeSubscribe(body io.Reader, req *subscribeRequest, maxSubs int) error {
+// ignored, data after the object ignored), but stops reading (truncated)
+// once the subscriptions pass maxSubs or their distinct topics pass maxBytes
+// (0 = no limit): the request is refused without the rest of the body ever
+// being read or held in memory.
+func decodeSubscribe(body io.Reader, req *subscribeRequest, maxSubs, maxBytes int) (truncated bool, err error) {
 	dec := json.NewDecoder(body)
 	tok, err := dec.Token()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if tok == nil {
-		return nil // null binds nothing
+		return false, nil // null binds nothing
 	}
 	if tok != json.Delim('{') {
-		return errors.New("the body is not a JSON object")
+		return false, errors.New("the body is not a JSON object")
 	}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return err
+			return false, err
 		}
 		key, _ := tok.(string)
 		switch {
 		case strings.EqualFold(key, "clientId"):
 			if err := dec.Decode(&req.ClientID); err != nil {
-				return err
+				return false, err
 			}
 		case strings.EqualFold(key, "subscriptions"):
-			if req.Subscriptions, err = decodeTopics(dec, maxSubs); err != nil {
-				return err
-			}
-			if maxSubs > 0 && len(req.Subscriptions) > maxSubs {
-				return nil // enough to refuse: the rest is never read
+			if req.Subscriptions, truncated, err = decodeTopics(dec, maxSubs, maxBytes); err != nil || truncated {
+				return truncated, err // enough to refuse: the rest is never read
 			}
 		default:
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	_, err = dec.Token() // the closing brace
-	return err
+	return false, err
 }
 
-// decodeTopics reads a JSON array of strings (or null), at most maxSubs+1 of them.
-func decodeTopics(dec *json.Decoder, maxSubs int) ([]string, error) {
+// decodeTopics reads a JSON array of strings (or null), stopping past maxSubs
+// topics or maxBytes of distinct topics.
+func decodeTopics(dec *json.Decoder, maxSubs, maxBytes int) (topics []string, truncated bool, err error) {
 	tok, err := dec.Token()
 	if err != nil || tok == nil {
-		return nil, err
+		return nil, false, err
 	}
 	if tok != json.Delim('[') {
-		return nil, errors.New("subscriptions is not an array")
+		return nil, false, errors.New("subscriptions is not an array")
 	}
-	var topics []string
+	var seen map[string]bool
+	distinct := 0
 	for dec.More() {
 		var t string
 		if err := dec.Decode(&t); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		topics = append(topics, t)
 		if maxSubs > 0 && len(topics) > maxSubs {
-			return topics, nil
+			return topics, true, nil
+		}
+		if maxBytes > 0 && t != "" {
+			if seen == nil {
+				seen = map[string]bool{}
+			}
+			if !seen[t] {
+				seen[t] = true
+				if distinct += len(t); distinct > maxBytes {
+					return topics, true, nil
+				}
+			}
 		}
 	}
 	_, err = dec.Token()
-	return topics, err
+	return topics, false, err
 }
 
 // validateSubscribe applies PocketBase's limits (counted in bytes) plus our
