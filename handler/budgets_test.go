@@ -152,7 +152,9 @@ func TestSubscribeBodyStopsAtTheByteBudget(t *testing.T) {
 		}
 	}()
 	done := make(chan response, 1)
-	go func() { done <- env.do(http.MethodPost, env.url(), pr, map[string]string{"Content-Type": "application/json"}) }()
+	go func() {
+		done <- env.do(http.MethodPost, env.url(), pr, map[string]string{"Content-Type": "application/json"})
+	}()
 	select {
 	case r := <-done:
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "validation_max_subscription_bytes") {
