@@ -146,7 +146,7 @@ func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy)
 func (c *Client) pendingBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue) + c.unsent + c.inflight
+	return c.queue.Len() + c.unsent + c.inflight
 }
 
 // noteQueued is called by a fan-out with the bytes it queued. Memory only

@@ -51,7 +51,7 @@ type Client struct {
 	connected time.Time
 
 	mu       sync.Mutex
-	queue    []byte
+	queue    frameQueue
 	frames   uint64 // frames in queue
 	unsent   int    // bytes taken from queue by an adopted connection's writer, not yet written
 	inflight int    // bytes Serve took from queue and is writing
@@ -146,7 +146,7 @@ func (c *Client) Delivered() uint64 { return c.delivered.Load() }
 func (c *Client) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue)
+	return c.queue.Len()
 }
 
 // Done is closed when the client has been closed (evicted, disconnected, shut down).
@@ -167,22 +167,26 @@ func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) boo
 		c.mu.Unlock()
 		return false
 	}
-	size := c.unsent + len(c.queue) + 4 + len(c.id) + len(tail)
-	if limit > 0 && size > limit && (len(c.queue) > 0 || c.unsent > 0) {
+	size := c.unsent + c.queue.Len() + 4 + len(c.id) + len(tail)
+	if limit > 0 && size > limit && (c.queue.Len() > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
 		c.broker.countEviction(c, ReasonQueueFull)
 		return false
 	}
 	if c.conn != nil { // adopted connection: queue it framed as an HTTP chunk
-		c.queue = chunkHeader(c.queue, 4+len(c.id)+len(tail))
+		start := len(c.queue.own)
+		c.queue.own = chunkHeader(c.queue.own, 4+len(c.id)+len(tail))
+		c.queue.grewOwn(start)
 	}
-	c.queue = append(c.queue, "id:"...)
-	c.queue = append(c.queue, c.id...)
-	c.queue = append(c.queue, '\n')
-	c.queue = append(c.queue, tail...)
+	start := len(c.queue.own)
+	c.queue.own = append(c.queue.own, "id:"...)
+	c.queue.own = append(c.queue.own, c.id...)
+	c.queue.own = append(c.queue.own, '\n')
+	c.queue.grewOwn(start)
+	c.queue.appendShared(tail)
 	if c.conn != nil {
-		c.queue = append(c.queue, '\r', '\n')
+		c.queue.appendOwnString("\r\n")
 	}
 	c.frames++
 	c.wakeLocked(wakeups)
@@ -228,7 +232,7 @@ func (c *Client) closeLocked(reason string) {
 	c.closed = true
 	c.reason = reason
 	if !cleanEnd(reason) {
-		c.queue = nil // nobody will read it: free it now
+		c.queue.free() // nobody will read it: free it now
 	}
 	close(c.done)
 	if cs := c.conn; cs != nil && !cs.scheduled {
@@ -310,8 +314,8 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			reason := c.closeReason()
 			if cleanEnd(reason) { // what was queued before the end still goes out
 				c.mu.Lock()
-				rest := c.queue
-				c.queue = nil
+				rest := c.queue.take(nil)
+				c.queue.free()
 				c.mu.Unlock()
 				if len(rest) > 0 {
 					_ = write(rest)
@@ -330,7 +334,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			}
 		case <-c.wake:
 			c.mu.Lock()
-			buf, c.queue = c.queue, buf[:0]
+			buf = c.queue.take(buf[:0])
 			frames := c.frames
 			c.frames = 0
 			c.inflight = len(buf)

@@ -131,8 +131,11 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	cs.unwatch = b.writers().hangups.watch(c, cs)
 	c.mu.Lock()
 	// What was queued before adoption (PB_CONNECT) becomes the first chunk.
-	if len(c.queue) > 0 {
-		c.queue = append(chunkHeader(nil, len(c.queue)), append(c.queue, '\r', '\n')...)
+	if n := c.queue.Len(); n > 0 {
+		flat := c.queue.take(nil)
+		c.queue.appendOwn(chunkHeader(nil, n))
+		c.queue.appendOwn(flat)
+		c.queue.appendOwnString("\r\n")
 	}
 	c.conn = cs
 	c.mu.Unlock()
@@ -152,7 +155,7 @@ func (c *Client) heartbeat() bool {
 		c.mu.Unlock()
 		return false
 	}
-	c.queue = append(c.queue, "3\r\n:\n\n\r\n"...)
+	c.queue.appendOwnString("3\r\n:\n\n\r\n")
 	c.wakeLocked(nil)
 	return true
 }
@@ -292,7 +295,7 @@ func (c *Client) writeConn() {
 		if cap(spare) > maxRetainedBuffer {
 			spare = nil
 		}
-		cs.out, c.queue = c.queue, spare
+		cs.out = c.queue.take(spare)
 		cs.off, cs.outFrames = 0, c.frames
 		c.frames = 0
 		if len(cs.out) > 0 {
@@ -345,7 +348,7 @@ func (c *Client) writeConn() {
 	}
 
 	c.mu.Lock()
-	if c.closed || len(c.queue) > 0 {
+	if c.closed || c.queue.Len() > 0 {
 		c.mu.Unlock()
 		b.writers().push(c) // more to do (or to finish): stay scheduled
 		return
@@ -375,8 +378,8 @@ func (c *Client) finishConn() {
 	c.broker.Disconnect(c, reason)                 // forget it before the peer sees the end
 	if cleanEnd(reason) && cs.off == len(cs.out) { // never cut a chunk in half
 		c.mu.Lock()
-		rest := append(c.queue, chunkEnd...) // what was queued still goes out
-		c.queue = nil
+		rest := append(c.queue.take(nil), chunkEnd...) // what was queued still goes out
+		c.queue.free()
 		c.mu.Unlock()
 		_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = cs.conn.Write(rest)

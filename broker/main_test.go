@@ -129,15 +129,14 @@ func dataFrames(fs []frame) []frame {
 func pending(c *Client) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return string(c.queue)
+	return string(c.queue.appendTo(nil))
 }
 
 // drain takes the queued bytes of c, as Serve does.
 func drain(c *Client) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := string(c.queue)
-	c.queue = c.queue[:0]
+	s := string(c.queue.take(nil))
 	c.frames = 0
 	return s
 }

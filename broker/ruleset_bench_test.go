@@ -35,7 +35,8 @@ func BenchmarkOwnerRule(b *testing.B) {
 	drainAll := func() {
 		for _, c := range all {
 			c.mu.Lock()
-			c.queue, c.frames = c.queue[:0], 0
+			c.queue.reset()
+			c.frames = 0
 			c.mu.Unlock()
 		}
 	}
