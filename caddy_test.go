@@ -100,7 +100,9 @@ func TestCaddyReloadKeepsStreams(t *testing.T) {
 	if f := s.next(t); f != want {
 		t.Fatalf("after reload got %q, want %q", f, want)
 	}
-	r := p.subscribe(http.DefaultClient, p.url(""), id, "posts/*", "users/*")
+	// A fresh connection: a kept-alive one may have been closed by the reload.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	r := p.subscribe(fresh, p.url(""), id, "posts/*", "users/*")
 	wantBody := `{"data":{"subscriptions":{"code":"validation_length_too_long","message":"The length must be no more than 1.","params":{"max":1,"min":0}}},"message":"Something went wrong while processing your request.","status":400}`
 	if r.status != http.StatusBadRequest || r.body != wantBody {
 		t.Fatalf("new policy not applied: %d %s", r.status, r.body)

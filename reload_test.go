@@ -101,9 +101,11 @@ func TestCaddyHandlersDisagreeingOnBroker(t *testing.T) {
 		}
 	}`
 	p.load(publishedOnly("status = 'published'", same))
-	s := openStream(t, http.DefaultClient, p.url("/other/realtime"))
+	// A fresh connection: a kept-alive one may have been closed by the reload.
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	s := openStream(t, fresh, p.url("/other/realtime"))
 	id := s.connect(t)
-	if r := p.subscribe(http.DefaultClient, p.url(""), id, "posts/*"); r.status != http.StatusNoContent {
+	if r := p.subscribe(fresh, p.url(""), id, "posts/*"); r.status != http.StatusNoContent {
 		t.Fatalf("subscribe through the first endpoint to a client of the second: %d %s", r.status, r.body)
 	}
 }
