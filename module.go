@@ -89,7 +89,8 @@ type Handler struct {
 
 	// Hijack serves plain-text HTTP/1.1 streams from the broker's writer pool
 	// instead of a goroutine per stream (much less memory per idle client).
-	// HTTP/2, TLS and compressed streams always use a goroutine. Default: true.
+	// HTTP/2, TLS and compressed streams, and platforms without epoll (all but
+	// Linux), always use a goroutine. Default: true.
 	Hijack *bool `json:"hijack,omitempty"`
 
 	// CORSOrigins narrows Access-Control-Allow-Origin. Default: any origin ("*"), as PocketBase.

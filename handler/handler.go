@@ -111,7 +111,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Cache-Control", "no-store, no-transform")
 	}
 	hdr.Set("X-Accel-Buffering", "no")
-	if h.Hijack && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil {
+	if h.Hijack && broker.AdoptSupported && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil {
 		if conn, _, err := rc.Hijack(); err == nil {
 			h.adopt(c, conn, hdr)
 			return
