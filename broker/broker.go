@@ -76,8 +76,12 @@ type Broker struct {
 	index      *index
 	identities identityIndex // authenticated clients by identity
 
+	// epoch names this broker's order; positions are counted from 1 within it.
+	epoch string
+
 	// pubMu serializes publishing, so every client sees events in one global order.
 	pubMu   sync.Mutex
+	pos     uint64              // position of the last event or message published
 	seen    map[string]struct{} // recent idempotency keys
 	seenLog []string            // ring of the same keys, oldest first
 	seenPos int
@@ -112,6 +116,7 @@ type clientShard struct {
 func New(name string, p *Policy) *Broker {
 	b := &Broker{
 		name:    name,
+		epoch:   newClientID()[:epochLen],
 		seed:    maphash.MakeSeed(),
 		index:   newIndex(),
 		seen:    make(map[string]struct{}),
@@ -190,7 +195,7 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 		sh.mu.Lock()
 		sh.m[c.id] = c
 		sh.mu.Unlock()
-		c.enqueue(connectFrame(c.id), 0)
+		c.enqueue(connectFrame(c.id), 0, 0)
 		registered = true
 		return nil
 	})
@@ -373,6 +378,7 @@ func (b *Broker) Publish(events ...*Event) int {
 			continue
 		}
 		start := time.Now()
+		b.pos++
 		if ev.Action == ActionDelete {
 			// A user deleting their own record still receives the delete
 			// (judged with the auth they had), then becomes a guest.
@@ -475,10 +481,10 @@ func (b *Broker) fanout(ev *Event) {
 				}
 				queued += len(*out)
 				if hooked {
-					b.sendHooked(c, ts.topic, *out, p.ClientQueue)
+					b.sendHooked(c, ts.topic, *out, b.pos, p.ClientQueue)
 					continue
 				}
-				c.enqueueDeferred(*out, p.ClientQueue, &b.wakeups)
+				c.enqueueDeferred(*out, b.pos, p.ClientQueue, &b.wakeups)
 			}
 		})
 	}
@@ -517,7 +523,7 @@ func frameTail(topic string, data []byte) []byte {
 
 // sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
 // It reports whether the message was queued.
-func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) bool {
+func (b *Broker) sendHooked(c *Client, topic string, tail []byte, pos uint64, limit int) bool {
 	// Capped, so a handler appending to e.Data copies instead of overwriting the
 	// shared tail's "\n\n" (and the frame every other subscriber gets).
 	end := len(tail) - 2
@@ -526,9 +532,9 @@ func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) boo
 	queued := false
 	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
 		if e.Name == topic && len(e.Data) == len(data) && (len(data) == 0 || &e.Data[0] == &data[0]) {
-			queued = c.enqueue(tail, limit)
+			queued = c.enqueue(tail, pos, limit)
 		} else {
-			queued = c.enqueue(frameTail(e.Name, e.Data), limit)
+			queued = c.enqueue(frameTail(e.Name, e.Data), pos, limit)
 		}
 		return nil
 	})
@@ -541,6 +547,7 @@ func (b *Broker) SendMessage(m *Message) int {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
 	p := b.Policy()
+	b.pos++
 	var only map[string]bool
 	if len(m.Clients) > 0 {
 		only = make(map[string]bool, len(m.Clients))
@@ -572,10 +579,10 @@ func (b *Broker) SendMessage(m *Message) int {
 				}
 			}
 			if hooked {
-				if !b.sendHooked(c, m.Name, tail, p.ClientQueue) {
+				if !b.sendHooked(c, m.Name, tail, b.pos, p.ClientQueue) {
 					continue
 				}
-			} else if !c.enqueue(tail, p.ClientQueue) {
+			} else if !c.enqueue(tail, b.pos, p.ClientQueue) {
 				continue
 			}
 			delivered++

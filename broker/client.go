@@ -152,22 +152,25 @@ func (c *Client) Pending() int {
 // Done is closed when the client has been closed (evicted, disconnected, shut down).
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// enqueue appends one frame: "id:<clientId>\n" followed by the shared tail
-// ("event:...\ndata:...\n\n"). It never blocks; over the queue limit the client is evicted.
-func (c *Client) enqueue(tail []byte, limit int) bool {
-	return c.enqueueDeferred(tail, limit, nil)
+// enqueue appends one frame: its id line (eventID) followed by the shared
+// tail ("event:...\ndata:...\n\n"). pos is the frame's position in the
+// broker's order (0: none, as PB_CONNECT). It never blocks; over the queue
+// limit the client is evicted.
+func (c *Client) enqueue(tail []byte, pos uint64, limit int) bool {
+	return c.enqueueDeferred(tail, pos, limit, nil)
 }
 
 // enqueueDeferred is enqueue that, given wakeups, collects adopted clients
 // that need a writer there instead of handing each to the pool on its own:
 // a fan-out then wakes the writers once.
-func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) bool {
+func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]*Client) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	size := c.unsent + len(c.queue) + 4 + len(c.id) + len(tail)
+	idLine := eventIDLineLen(c.id, c.broker.epoch, pos)
+	size := c.unsent + len(c.queue) + idLine + len(tail)
 	if limit > 0 && size > limit && (len(c.queue) > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
@@ -175,11 +178,9 @@ func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) boo
 		return false
 	}
 	if c.conn != nil { // adopted connection: queue it framed as an HTTP chunk
-		c.queue = chunkHeader(c.queue, 4+len(c.id)+len(tail))
+		c.queue = chunkHeader(c.queue, idLine+len(tail))
 	}
-	c.queue = append(c.queue, "id:"...)
-	c.queue = append(c.queue, c.id...)
-	c.queue = append(c.queue, '\n')
+	c.queue = appendEventIDLine(c.queue, c.id, c.broker.epoch, pos)
 	c.queue = append(c.queue, tail...)
 	if c.conn != nil {
 		c.queue = append(c.queue, '\r', '\n')
