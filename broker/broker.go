@@ -37,8 +37,12 @@ type Policy struct {
 	// MaxQueuedBytes caps all clients' pending bytes together: over it the
 	// clients holding the most are evicted first; 0 = unlimited.
 	MaxQueuedBytes int64
-	Wildcard       bool   // allow the "*" topic
-	Access         Access // nil = everyone sees everything
+	Wildcard       bool // allow the "*" topic
+	// ResumeWindow is how long published events and messages are kept for
+	// resuming clients; 0 = keep none. ResumeBytes caps them; 0 = no cap.
+	ResumeWindow time.Duration
+	ResumeBytes  int64
+	Access       Access // nil = everyone sees everything
 	// ForgetAuth is told the identity of an auth record that changed or was
 	// deleted, so cached credential lookups resolving to it are dropped.
 	ForgetAuth func(identity string)
@@ -60,6 +64,8 @@ func DefaultPolicy() *Policy {
 		MaxTopicVariants:     16,
 		MaxQueuedBytes:       256 << 20,
 		Wildcard:             true,
+		ResumeWindow:         2 * time.Minute,
+		ResumeBytes:          16 << 20,
 	}
 }
 
@@ -76,17 +82,18 @@ type Broker struct {
 	index      *index
 	identities identityIndex // authenticated clients by identity
 
-	// epoch names this broker's order; positions are counted from 1 within it.
-	epoch string
+	// transport puts events and messages in one order (positions counted
+	// from 1 within its epoch) and keeps the recent ones for resuming clients.
+	transport *MemoryTransport
 
 	// pubMu serializes publishing, so every client sees events in one global order.
-	pubMu   sync.Mutex
-	pos     uint64              // position of the last event or message published
-	seen    map[string]struct{} // recent idempotency keys
-	seenLog []string            // ring of the same keys, oldest first
-	seenPos int
-	memo    map[memoKey]bool
-	wakeups []*Client // adopted clients a fan-out queued frames for
+	pubMu     sync.Mutex
+	delivered int                 // clients the last custom message was queued for
+	seen      map[string]struct{} // recent idempotency keys
+	seenLog   []string            // ring of the same keys, oldest first
+	seenPos   int
+	memo      map[memoKey]bool
+	wakeups   []*Client // adopted clients a fan-out queued frames for
 	// queuedSinceCheck counts bytes queued since max_queued_bytes was last checked.
 	queuedSinceCheck int64
 
@@ -116,7 +123,6 @@ type clientShard struct {
 func New(name string, p *Policy) *Broker {
 	b := &Broker{
 		name:    name,
-		epoch:   newClientID()[:epochLen],
 		seed:    maphash.MakeSeed(),
 		index:   newIndex(),
 		seen:    make(map[string]struct{}),
@@ -130,6 +136,7 @@ func New(name string, p *Policy) *Broker {
 	if p == nil {
 		p = DefaultPolicy()
 	}
+	b.transport = NewMemoryTransport(p.ResumeWindow, p.ResumeBytes, b.deliver)
 	b.SetPolicy(p)
 	return b
 }
@@ -146,6 +153,7 @@ func (b *Broker) SetPolicy(p *Policy) {
 		p.Logger = zap.NewNop()
 	}
 	b.policy.Store(p)
+	b.transport.SetLimits(p.ResumeWindow, p.ResumeBytes)
 }
 
 // SwapPolicy replaces old with p only if old is still the current policy, so
@@ -154,7 +162,21 @@ func (b *Broker) SwapPolicy(old, p *Policy) bool {
 	if p.Logger == nil {
 		p.Logger = zap.NewNop()
 	}
-	return b.policy.CompareAndSwap(old, p)
+	if !b.policy.CompareAndSwap(old, p) {
+		return false
+	}
+	b.transport.SetLimits(p.ResumeWindow, p.ResumeBytes)
+	return true
+}
+
+// deliver fans a positioned record out to the local clients; the transport
+// calls it in order, with pubMu held.
+func (b *Broker) deliver(r *Record) {
+	if r.Event != nil {
+		b.deliverEvent(r.Event, r.Position)
+	} else if r.Message != nil {
+		b.delivered = b.deliverMessage(r.Message, r.Position)
+	}
 }
 
 func (b *Broker) shard(id string) *clientShard {
@@ -377,22 +399,25 @@ func (b *Broker) Publish(events ...*Event) int {
 		if ev.ID != "" && !b.remember(ev.ID) {
 			continue
 		}
-		start := time.Now()
-		b.pos++
-		if ev.Action == ActionDelete {
-			// A user deleting their own record still receives the delete
-			// (judged with the auth they had), then becomes a guest.
-			b.fanout(ev)
-			b.refreshAuth(ev)
-		} else {
-			b.refreshAuth(ev)
-			b.fanout(ev)
-		}
-		b.stats.fanout.observe(time.Since(start))
-		b.stats.eventsIn.Add(1)
+		b.transport.Publish(&Record{Event: ev})
 		published++
 	}
 	return published
+}
+
+func (b *Broker) deliverEvent(ev *Event, pos uint64) {
+	start := time.Now()
+	if ev.Action == ActionDelete {
+		// A user deleting their own record still receives the delete
+		// (judged with the auth they had), then becomes a guest.
+		b.fanout(ev, pos)
+		b.refreshAuth(ev)
+	} else {
+		b.refreshAuth(ev)
+		b.fanout(ev, pos)
+	}
+	b.stats.fanout.observe(time.Since(start))
+	b.stats.eventsIn.Add(1)
 }
 
 // EventError says which event of a batch was refused and why.
@@ -447,7 +472,7 @@ type memoKey struct {
 	opts string
 }
 
-func (b *Broker) fanout(ev *Event) {
+func (b *Broker) fanout(ev *Event, pos uint64) {
 	p := b.Policy()
 	var pick FieldPicker
 	var hidden []string
@@ -481,10 +506,10 @@ func (b *Broker) fanout(ev *Event) {
 				}
 				queued += len(*out)
 				if hooked {
-					b.sendHooked(c, ts.topic, *out, b.pos, p.ClientQueue)
+					b.sendHooked(c, ts.topic, *out, pos, p.ClientQueue)
 					continue
 				}
-				c.enqueueDeferred(*out, b.pos, p.ClientQueue, &b.wakeups)
+				c.enqueueDeferred(*out, pos, p.ClientQueue, &b.wakeups)
 			}
 		})
 	}
@@ -546,8 +571,12 @@ func (b *Broker) sendHooked(c *Client, topic string, tail []byte, pos uint64, li
 func (b *Broker) SendMessage(m *Message) int {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
+	b.transport.Publish(&Record{Message: m})
+	return b.delivered
+}
+
+func (b *Broker) deliverMessage(m *Message, pos uint64) int {
 	p := b.Policy()
-	b.pos++
 	var only map[string]bool
 	if len(m.Clients) > 0 {
 		only = make(map[string]bool, len(m.Clients))
@@ -579,10 +608,10 @@ func (b *Broker) SendMessage(m *Message) int {
 				}
 			}
 			if hooked {
-				if !b.sendHooked(c, m.Name, tail, b.pos, p.ClientQueue) {
+				if !b.sendHooked(c, m.Name, tail, pos, p.ClientQueue) {
 					continue
 				}
-			} else if !c.enqueue(tail, b.pos, p.ClientQueue) {
+			} else if !c.enqueue(tail, pos, p.ClientQueue) {
 				continue
 			}
 			delivered++

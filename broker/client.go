@@ -169,7 +169,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 		c.mu.Unlock()
 		return false
 	}
-	idLine := eventIDLineLen(c.id, c.broker.epoch, pos)
+	idLine := eventIDLineLen(c.id, c.broker.transport.epoch, pos)
 	size := c.unsent + len(c.queue) + idLine + len(tail)
 	if limit > 0 && size > limit && (len(c.queue) > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)
@@ -180,7 +180,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 	if c.conn != nil { // adopted connection: queue it framed as an HTTP chunk
 		c.queue = chunkHeader(c.queue, idLine+len(tail))
 	}
-	c.queue = appendEventIDLine(c.queue, c.id, c.broker.epoch, pos)
+	c.queue = appendEventIDLine(c.queue, c.id, c.broker.transport.epoch, pos)
 	c.queue = append(c.queue, tail...)
 	if c.conn != nil {
 		c.queue = append(c.queue, '\r', '\n')
