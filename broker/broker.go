@@ -85,6 +85,7 @@ type Broker struct {
 	// transport puts events and messages in one order (positions counted
 	// from 1 within its epoch) and keeps the recent ones for resuming clients.
 	transport *MemoryTransport
+	sessions  sessionStore // what ended streams left behind, for resume_window
 
 	// pubMu serializes publishing, so every client sees events in one global order.
 	pubMu     sync.Mutex
@@ -130,6 +131,7 @@ func New(name string, p *Policy) *Broker {
 		memo:    make(map[memoKey]bool),
 	}
 	b.identities.m = make(map[string]map[*Client]struct{})
+	b.sessions.m = make(map[string]*session)
 	for i := range b.clients {
 		b.clients[i].m = make(map[string]*Client)
 	}
@@ -191,6 +193,15 @@ var ErrConnectRefused = errors.New("realtime connection refused by an OnConnect 
 
 // Connect registers a new client from ip and queues its PB_CONNECT frame.
 func (b *Broker) Connect(ip string) (*Client, error) {
+	c, err := b.connect(ip, newClientID())
+	if err == nil {
+		c.enqueue(connectFrame(c.id), 0, 0)
+	}
+	return c, err
+}
+
+// connect registers a client with id; the caller queues its PB_CONNECT.
+func (b *Broker) connect(ip, id string) (*Client, error) {
 	p := b.Policy()
 	if n := b.nClients.Add(1); p.MaxClients > 0 && n > int64(p.MaxClients) {
 		b.nClients.Add(-1)
@@ -203,8 +214,9 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 		return nil, ErrTooManyClientsPerIP
 	}
 	c := &Client{
-		id:        newClientID(),
+		id:        id,
 		ip:        ip,
+		since:     b.transport.Last(),
 		broker:    b,
 		connected: time.Now(),
 		wake:      make(chan struct{}, 1),
@@ -217,7 +229,6 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 		sh.mu.Lock()
 		sh.m[c.id] = c
 		sh.mu.Unlock()
-		c.enqueue(connectFrame(c.id), 0, 0)
 		registered = true
 		return nil
 	})
@@ -280,12 +291,16 @@ func (b *Broker) Disconnect(c *Client, reason string) {
 	b.nClients.Add(-1)
 	b.perIP.remove(c.ip)
 	c.authMu.Lock()
-	b.identities.move(c, c.Auth(), nil)
+	auth := c.Auth()
+	b.identities.move(c, auth, nil)
 	c.authMu.Unlock()
 	c.subsMu.Lock()
+	topics := make([]string, 0, len(c.subs))
 	for topic := range c.subs {
+		topics = append(topics, topic)
 		b.index.remove(c, topic)
 	}
+	b.keepSession(c, topics, auth)
 	b.stats.subscriptions.Add(-int64(len(c.subs)))
 	c.subs = map[string]*topicSubs{}
 	c.subsMu.Unlock()

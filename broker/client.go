@@ -49,6 +49,7 @@ type Client struct {
 	ip        string
 	broker    *Broker
 	connected time.Time
+	since     uint64 // the broker's last position when the client connected
 
 	mu       sync.Mutex
 	queue    []byte

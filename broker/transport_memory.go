@@ -127,6 +127,13 @@ func (t *MemoryTransport) ReadFrom(epoch string, position uint64, fn func(*Recor
 	return true
 }
 
+// Last is the position of the last record published.
+func (t *MemoryTransport) Last() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
+}
+
 // Held reports how many records the log keeps and their estimated bytes.
 func (t *MemoryTransport) Held() (records int, bytes int64) {
 	t.mu.Lock()
