@@ -82,6 +82,8 @@ type brokerOptions struct {
 	MaxSubBytes      *int                         `json:"max_subscription_bytes"`
 	MaxTopicVariants *int                         `json:"max_topic_variants"`
 	MaxQueuedBytes   *int64                       `json:"max_queued_bytes"`
+	ResumeWindow     *caddy.Duration              `json:"resume_window"`
+	ResumeBytes      *int64                       `json:"resume_bytes"`
 	MaxSubscriptions int                          `json:"max_subscriptions"`
 	MaxTopicLength   int                          `json:"max_topic_length"`
 	ClientQueue      int                          `json:"client_queue"`
@@ -97,7 +99,7 @@ func (h *Handler) brokerOptions() string {
 		IdleTimeout: h.IdleTimeout, MaxLifetime: h.MaxLifetime, Heartbeat: h.Heartbeat,
 		WriteTimeout: h.WriteTimeout, MaxClients: h.MaxClients, MaxSubscriptions: h.MaxSubscriptions,
 		MaxClientsPerIP: h.MaxClientsPerIP, MaxSubBytes: h.MaxSubscriptionBytes, MaxTopicVariants: h.MaxTopicVariants,
-		MaxQueuedBytes: h.MaxQueuedBytes,
+		MaxQueuedBytes: h.MaxQueuedBytes, ResumeWindow: h.ResumeWindow, ResumeBytes: h.ResumeBytes,
 		MaxTopicLength: h.MaxTopicLength, ClientQueue: h.ClientQueue, Wildcard: h.Wildcard,
 		Auth: h.Auth, Superusers: h.Superusers, Collections: h.Collections, Topics: h.Topics,
 	})

@@ -36,6 +36,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_subscription_bytes <size>
 //		max_topic_variants <n>
 //		max_queued_bytes  <size>
+//		resume_window     <duration>
+//		resume_bytes      <size>
 //		body_timeout      <duration>
 //		max_subscriptions <n>
 //		max_topic_length  <n>
@@ -109,6 +111,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var n int64
 			if n, err = sizeOrZeroArg(d); err == nil {
 				h.MaxQueuedBytes = &n
+			}
+		case "resume_window":
+			h.ResumeWindow, err = durationArg(d)
+		case "resume_bytes":
+			var n int64
+			if n, err = sizeOrZeroArg(d); err == nil {
+				h.ResumeBytes = &n
 			}
 		case "body_timeout":
 			h.BodyTimeout, err = durationArg(d)

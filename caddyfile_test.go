@@ -62,6 +62,8 @@ func TestCaddyfileEveryOption(t *testing.T) {
 		max_subscription_bytes 32KiB
 		max_topic_variants 4
 		max_queued_bytes  0
+		resume_window     30s
+		resume_bytes      1MiB
 		body_timeout      2s
 		wildcard          off
 		compress          on
@@ -85,6 +87,8 @@ func TestCaddyfileEveryOption(t *testing.T) {
 		"max_subscription_bytes": float64(32 << 10),
 		"max_topic_variants":     float64(4),
 		"max_queued_bytes":       float64(0),
+		"resume_window":          float64(30e9),
+		"resume_bytes":           float64(1 << 20),
 		"body_timeout":           float64(2e9),
 		"wildcard":               false,
 		"compress":               true,
@@ -137,6 +141,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"negative number", "realtime {\n\tmax_clients -4\n}", `max_clients: invalid number "-4"`},
 		{"bad size", "realtime {\n\tclient_queue lots\n}", `client_queue: invalid size "lots"`},
 		{"bad budget size", "realtime {\n\tmax_queued_bytes -1\n}", `max_queued_bytes: invalid size "-1"`},
+		{"bad resume size", "realtime {\n\tresume_bytes lots\n}", `resume_bytes: invalid size "lots"`},
+		{"resume window without value", "realtime {\n\tresume_window\n}", `resume_window`},
 		{"negative budget", "realtime {\n\tmax_clients_per_ip -1\n}", `max_clients_per_ip: invalid number "-1"`},
 		{"bad switch", "realtime {\n\twildcard yes\n}", `wildcard: expected on or off, got "yes"`},
 		{"no origins", "realtime {\n\tcors_origins\n}", `cors_origins: expected at least one origin`},

@@ -67,6 +67,14 @@ type Handler struct {
 	// clients holding the most are evicted first. 0 = unlimited. Default: 268435456 (256 MiB).
 	MaxQueuedBytes *int64 `json:"max_queued_bytes,omitempty"`
 
+	// ResumeWindow is how long the broker keeps published events and custom
+	// messages for clients that reconnect with Last-Event-ID. 0 = off. Default: 2m.
+	ResumeWindow *caddy.Duration `json:"resume_window,omitempty"`
+
+	// ResumeBytes caps the memory those kept events may hold (an estimate);
+	// the oldest go first. 0 = no cap. Default: 16777216 (16 MiB).
+	ResumeBytes *int64 `json:"resume_bytes,omitempty"`
+
 	// BodyTimeout is how long a subscription POST may take to send its body. Default: 5s.
 	BodyTimeout *caddy.Duration `json:"body_timeout,omitempty"`
 
@@ -89,7 +97,8 @@ type Handler struct {
 
 	// Hijack serves plain-text HTTP/1.1 streams from the broker's writer pool
 	// instead of a goroutine per stream (much less memory per idle client).
-	// HTTP/2, TLS and compressed streams always use a goroutine. Default: true.
+	// HTTP/2, TLS and compressed streams, and platforms without epoll (all but
+	// Linux), always use a goroutine. Default: true.
 	Hijack *bool `json:"hijack,omitempty"`
 
 	// CORSOrigins narrows Access-Control-Allow-Origin. Default: any origin ("*"), as PocketBase.
@@ -223,6 +232,12 @@ func (h *Handler) policy() *broker.Policy {
 	if h.MaxQueuedBytes != nil {
 		p.MaxQueuedBytes = *h.MaxQueuedBytes
 	}
+	if h.ResumeWindow != nil {
+		p.ResumeWindow = time.Duration(*h.ResumeWindow)
+	}
+	if h.ResumeBytes != nil {
+		p.ResumeBytes = *h.ResumeBytes
+	}
 	if h.MaxSubscriptions > 0 {
 		p.MaxSubscriptions = h.MaxSubscriptions
 	}
@@ -261,6 +276,12 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxQueuedBytes != nil && *h.MaxQueuedBytes < 0 {
 		return fmt.Errorf("max_queued_bytes must not be negative")
+	}
+	if h.ResumeWindow != nil && *h.ResumeWindow < 0 {
+		return fmt.Errorf("resume_window must not be negative")
+	}
+	if h.ResumeBytes != nil && *h.ResumeBytes < 0 {
+		return fmt.Errorf("resume_bytes must not be negative")
 	}
 	if h.BodyTimeout != nil && *h.BodyTimeout < 0 {
 		return fmt.Errorf("body_timeout must not be negative")

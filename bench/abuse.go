@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench
 
 // The abuse suite (issue 9, BENCH.md workload i): each attack of the issue is

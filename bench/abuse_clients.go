@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench
 
 // Small goroutine-per-connection clients for the abuse suite's attackers and

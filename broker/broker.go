@@ -37,8 +37,12 @@ type Policy struct {
 	// MaxQueuedBytes caps all clients' pending bytes together: over it the
 	// clients holding the most are evicted first; 0 = unlimited.
 	MaxQueuedBytes int64
-	Wildcard       bool   // allow the "*" topic
-	Access         Access // nil = everyone sees everything
+	Wildcard       bool // allow the "*" topic
+	// ResumeWindow is how long published events and messages are kept for
+	// resuming clients; 0 = keep none. ResumeBytes caps them; 0 = no cap.
+	ResumeWindow time.Duration
+	ResumeBytes  int64
+	Access       Access // nil = everyone sees everything
 	// ForgetAuth is told the identity of an auth record that changed or was
 	// deleted, so cached credential lookups resolving to it are dropped.
 	ForgetAuth func(identity string)
@@ -60,6 +64,8 @@ func DefaultPolicy() *Policy {
 		MaxTopicVariants:     16,
 		MaxQueuedBytes:       256 << 20,
 		Wildcard:             true,
+		ResumeWindow:         2 * time.Minute,
+		ResumeBytes:          16 << 20,
 	}
 }
 
@@ -76,13 +82,19 @@ type Broker struct {
 	index      *index
 	identities identityIndex // authenticated clients by identity
 
+	// transport puts events and messages in one order (positions counted
+	// from 1 within its epoch) and keeps the recent ones for resuming clients.
+	transport *MemoryTransport
+	sessions  sessionStore // what ended streams left behind, for resume_window
+
 	// pubMu serializes publishing, so every client sees events in one global order.
-	pubMu   sync.Mutex
-	seen    map[string]struct{} // recent idempotency keys
-	seenLog []string            // ring of the same keys, oldest first
-	seenPos int
-	memo    map[memoKey]bool
-	wakeups []*Client // adopted clients a fan-out queued frames for
+	pubMu     sync.Mutex
+	delivered int                 // clients the last custom message was queued for
+	seen      map[string]struct{} // recent idempotency keys
+	seenLog   []string            // ring of the same keys, oldest first
+	seenPos   int
+	memo      map[memoKey]bool
+	wakeups   []*Client // adopted clients a fan-out queued frames for
 	// queuedSinceCheck counts bytes queued since max_queued_bytes was last checked.
 	queuedSinceCheck int64
 
@@ -119,12 +131,14 @@ func New(name string, p *Policy) *Broker {
 		memo:    make(map[memoKey]bool),
 	}
 	b.identities.m = make(map[string]map[*Client]struct{})
+	b.sessions.m = make(map[string]*session)
 	for i := range b.clients {
 		b.clients[i].m = make(map[string]*Client)
 	}
 	if p == nil {
 		p = DefaultPolicy()
 	}
+	b.transport = NewMemoryTransport(p.ResumeWindow, p.ResumeBytes, b.deliver)
 	b.SetPolicy(p)
 	return b
 }
@@ -141,6 +155,7 @@ func (b *Broker) SetPolicy(p *Policy) {
 		p.Logger = zap.NewNop()
 	}
 	b.policy.Store(p)
+	b.transport.SetLimits(p.ResumeWindow, p.ResumeBytes)
 }
 
 // SwapPolicy replaces old with p only if old is still the current policy, so
@@ -149,7 +164,21 @@ func (b *Broker) SwapPolicy(old, p *Policy) bool {
 	if p.Logger == nil {
 		p.Logger = zap.NewNop()
 	}
-	return b.policy.CompareAndSwap(old, p)
+	if !b.policy.CompareAndSwap(old, p) {
+		return false
+	}
+	b.transport.SetLimits(p.ResumeWindow, p.ResumeBytes)
+	return true
+}
+
+// deliver fans a positioned record out to the local clients; the transport
+// calls it in order, with pubMu held.
+func (b *Broker) deliver(r *Record) {
+	if r.Event != nil {
+		b.deliverEvent(r.Event, r.Position)
+	} else if r.Message != nil {
+		b.delivered = b.deliverMessage(r.Message, r.Position)
+	}
 }
 
 func (b *Broker) shard(id string) *clientShard {
@@ -164,6 +193,15 @@ var ErrConnectRefused = errors.New("realtime connection refused by an OnConnect 
 
 // Connect registers a new client from ip and queues its PB_CONNECT frame.
 func (b *Broker) Connect(ip string) (*Client, error) {
+	c, err := b.connect(ip, newClientID())
+	if err == nil {
+		c.enqueue(connectFrame(c.id), 0, 0)
+	}
+	return c, err
+}
+
+// connect registers a client with id; the caller queues its PB_CONNECT.
+func (b *Broker) connect(ip, id string) (*Client, error) {
 	p := b.Policy()
 	if n := b.nClients.Add(1); p.MaxClients > 0 && n > int64(p.MaxClients) {
 		b.nClients.Add(-1)
@@ -176,8 +214,9 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 		return nil, ErrTooManyClientsPerIP
 	}
 	c := &Client{
-		id:        newClientID(),
+		id:        id,
 		ip:        ip,
+		since:     b.transport.Last(),
 		broker:    b,
 		connected: time.Now(),
 		wake:      make(chan struct{}, 1),
@@ -190,7 +229,6 @@ func (b *Broker) Connect(ip string) (*Client, error) {
 		sh.mu.Lock()
 		sh.m[c.id] = c
 		sh.mu.Unlock()
-		c.enqueue(connectFrame(c.id), 0)
 		registered = true
 		return nil
 	})
@@ -253,12 +291,16 @@ func (b *Broker) Disconnect(c *Client, reason string) {
 	b.nClients.Add(-1)
 	b.perIP.remove(c.ip)
 	c.authMu.Lock()
-	b.identities.move(c, c.Auth(), nil)
+	auth := c.Auth()
+	b.identities.move(c, auth, nil)
 	c.authMu.Unlock()
 	c.subsMu.Lock()
+	topics := make([]string, 0, len(c.subs))
 	for topic := range c.subs {
+		topics = append(topics, topic)
 		b.index.remove(c, topic)
 	}
+	b.keepSession(c, topics, auth)
 	b.stats.subscriptions.Add(-int64(len(c.subs)))
 	c.subs = map[string]*topicSubs{}
 	c.subsMu.Unlock()
@@ -372,21 +414,25 @@ func (b *Broker) Publish(events ...*Event) int {
 		if ev.ID != "" && !b.remember(ev.ID) {
 			continue
 		}
-		start := time.Now()
-		if ev.Action == ActionDelete {
-			// A user deleting their own record still receives the delete
-			// (judged with the auth they had), then becomes a guest.
-			b.fanout(ev)
-			b.refreshAuth(ev)
-		} else {
-			b.refreshAuth(ev)
-			b.fanout(ev)
-		}
-		b.stats.fanout.observe(time.Since(start))
-		b.stats.eventsIn.Add(1)
+		b.transport.Publish(&Record{Event: ev})
 		published++
 	}
 	return published
+}
+
+func (b *Broker) deliverEvent(ev *Event, pos uint64) {
+	start := time.Now()
+	if ev.Action == ActionDelete {
+		// A user deleting their own record still receives the delete
+		// (judged with the auth they had), then becomes a guest.
+		b.fanout(ev, pos)
+		b.refreshAuth(ev)
+	} else {
+		b.refreshAuth(ev)
+		b.fanout(ev, pos)
+	}
+	b.stats.fanout.observe(time.Since(start))
+	b.stats.eventsIn.Add(1)
 }
 
 // EventError says which event of a batch was refused and why.
@@ -441,7 +487,7 @@ type memoKey struct {
 	opts string
 }
 
-func (b *Broker) fanout(ev *Event) {
+func (b *Broker) fanout(ev *Event, pos uint64) {
 	p := b.Policy()
 	var pick FieldPicker
 	var hidden []string
@@ -475,10 +521,10 @@ func (b *Broker) fanout(ev *Event) {
 				}
 				queued += len(*out)
 				if hooked {
-					b.sendHooked(c, ts.topic, *out, p.ClientQueue)
+					b.sendHooked(c, ts.topic, *out, pos, p.ClientQueue)
 					continue
 				}
-				c.enqueueDeferred(*out, p.ClientQueue, &b.wakeups)
+				c.enqueueDeferred(*out, pos, p.ClientQueue, &b.wakeups)
 			}
 		})
 	}
@@ -517,7 +563,7 @@ func frameTail(topic string, data []byte) []byte {
 
 // sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
 // It reports whether the message was queued.
-func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) bool {
+func (b *Broker) sendHooked(c *Client, topic string, tail []byte, pos uint64, limit int) bool {
 	// Capped, so a handler appending to e.Data copies instead of overwriting the
 	// shared tail's "\n\n" (and the frame every other subscriber gets).
 	end := len(tail) - 2
@@ -526,9 +572,9 @@ func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) boo
 	queued := false
 	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
 		if e.Name == topic && len(e.Data) == len(data) && (len(data) == 0 || &e.Data[0] == &data[0]) {
-			queued = c.enqueue(tail, limit)
+			queued = c.enqueue(tail, pos, limit)
 		} else {
-			queued = c.enqueue(frameTail(e.Name, e.Data), limit)
+			queued = c.enqueue(frameTail(e.Name, e.Data), pos, limit)
 		}
 		return nil
 	})
@@ -540,6 +586,11 @@ func (b *Broker) sendHooked(c *Client, topic string, tail []byte, limit int) boo
 func (b *Broker) SendMessage(m *Message) int {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
+	b.transport.Publish(&Record{Message: m})
+	return b.delivered
+}
+
+func (b *Broker) deliverMessage(m *Message, pos uint64) int {
 	p := b.Policy()
 	var only map[string]bool
 	if len(m.Clients) > 0 {
@@ -572,10 +623,10 @@ func (b *Broker) SendMessage(m *Message) int {
 				}
 			}
 			if hooked {
-				if !b.sendHooked(c, m.Name, tail, p.ClientQueue) {
+				if !b.sendHooked(c, m.Name, tail, pos, p.ClientQueue) {
 					continue
 				}
-			} else if !c.enqueue(tail, p.ClientQueue) {
+			} else if !c.enqueue(tail, pos, p.ClientQueue) {
 				continue
 			}
 			delivered++

@@ -49,6 +49,7 @@ type Client struct {
 	ip        string
 	broker    *Broker
 	connected time.Time
+	since     uint64 // the broker's last position when the client connected
 
 	mu       sync.Mutex
 	queue    frameQueue
@@ -152,22 +153,25 @@ func (c *Client) Pending() int {
 // Done is closed when the client has been closed (evicted, disconnected, shut down).
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// enqueue appends one frame: "id:<clientId>\n" followed by the shared tail
-// ("event:...\ndata:...\n\n"). It never blocks; over the queue limit the client is evicted.
-func (c *Client) enqueue(tail []byte, limit int) bool {
-	return c.enqueueDeferred(tail, limit, nil)
+// enqueue appends one frame: its id line (eventID) followed by the shared
+// tail ("event:...\ndata:...\n\n"). pos is the frame's position in the
+// broker's order (0: none, as PB_CONNECT). It never blocks; over the queue
+// limit the client is evicted.
+func (c *Client) enqueue(tail []byte, pos uint64, limit int) bool {
+	return c.enqueueDeferred(tail, pos, limit, nil)
 }
 
 // enqueueDeferred is enqueue that, given wakeups, collects adopted clients
 // that need a writer there instead of handing each to the pool on its own:
 // a fan-out then wakes the writers once.
-func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) bool {
+func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]*Client) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	size := c.unsent + c.queue.Len() + 4 + len(c.id) + len(tail)
+	idLine := eventIDLineLen(c.id, c.broker.transport.epoch, pos)
+	size := c.unsent + c.queue.Len() + idLine + len(tail)
 	if limit > 0 && size > limit && (c.queue.Len() > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
@@ -176,13 +180,11 @@ func (c *Client) enqueueDeferred(tail []byte, limit int, wakeups *[]*Client) boo
 	}
 	if c.conn != nil { // adopted connection: queue it framed as an HTTP chunk
 		start := len(c.queue.own)
-		c.queue.own = chunkHeader(c.queue.own, 4+len(c.id)+len(tail))
+		c.queue.own = chunkHeader(c.queue.own, idLine+len(tail))
 		c.queue.grewOwn(start)
 	}
 	start := len(c.queue.own)
-	c.queue.own = append(c.queue.own, "id:"...)
-	c.queue.own = append(c.queue.own, c.id...)
-	c.queue.own = append(c.queue.own, '\n')
+	c.queue.own = appendEventIDLine(c.queue.own, c.id, c.broker.transport.epoch, pos)
 	c.queue.grewOwn(start)
 	c.queue.appendShared(tail)
 	if c.conn != nil {

@@ -85,14 +85,8 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	cs := &connState{conn: conn, scheduled: true}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			cs.raw = raw
-			cs.rawWrite = func(fd uintptr) bool {
-				for {
-					cs.wn, cs.werr = syscall.Write(int(fd), cs.wbuf)
-					if cs.werr != syscall.EINTR {
-						return true // never park: EAGAIN is reported, not waited for
-					}
-				}
+			if cs.rawWrite = cs.newRawWrite(); cs.rawWrite != nil {
+				cs.raw = raw
 			}
 		}
 	}

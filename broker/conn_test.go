@@ -56,7 +56,7 @@ func TestAdoptedFramesAreChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	connect := connectFrameFor(c.ID())
-	event := "id:" + c.ID() + "\nevent:posts/*\n" +
+	event := "id:" + c.ID() + "." + b.Epoch() + ".1\nevent:posts/*\n" +
 		`data:{"record":{"collectionId":"pbc_posts","collectionName":"posts","id":"r1"},"action":"create"}` + "\n\n"
 	// PB_CONNECT (queued before adoption) and the event may share a chunk or not;
 	// decode the chunked body and check it ends with the terminating chunk.

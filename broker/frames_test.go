@@ -75,7 +75,7 @@ func TestServeWireBytes(t *testing.T) {
 
 	b.Publish(postEvent(t, "create", "r1", `,"title":"hi"`))
 	want := connectFrameFor(c.ID()) +
-		"id:" + c.ID() + "\nevent:posts/*\n" +
+		"id:" + c.ID() + "." + b.Epoch() + ".1\nevent:posts/*\n" +
 		`data:{"record":{"collectionId":"pbc_posts","collectionName":"posts","id":"r1","title":"hi"},"action":"create"}` + "\n\n"
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(client, got); err != nil {
@@ -215,8 +215,8 @@ func TestServeDeliversFrames(t *testing.T) {
 	}
 	var got []string
 	for _, f := range fs {
-		if f.ID != c.ID() {
-			t.Fatalf("frame id %q, want client id", f.ID)
+		if !strings.HasPrefix(f.ID, c.ID()+"."+b.Epoch()+".") {
+			t.Fatalf("frame id %q, want client id, epoch and position", f.ID)
 		}
 		got = append(got, f.Event+" "+f.Data[strings.Index(f.Data, `"action"`):])
 	}

@@ -106,3 +106,7 @@ func (w *hangupWatcher) run() {
 		}
 	}
 }
+
+// AdoptSupported tells handlers whether hijacked streams (Adopt) are served
+// here; without epoll they keep a goroutine each (Serve).
+const AdoptSupported = true

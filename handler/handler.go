@@ -94,7 +94,13 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	// deadline per write instead (as PocketBase clears it).
 	_ = rc.SetWriteDeadline(time.Time{})
 
-	c, err := h.Broker.Connect(h.clientIP(r))
+	var c *broker.Client
+	var err error
+	if last, ok := lastEventID(r); ok {
+		c, _, err = h.Broker.Resume(h.clientIP(r), last)
+	} else {
+		c, err = h.Broker.Connect(h.clientIP(r))
+	}
 	if err != nil {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, broker.ErrTooManyClientsPerIP) {
@@ -111,7 +117,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Cache-Control", "no-store, no-transform")
 	}
 	hdr.Set("X-Accel-Buffering", "no")
-	if h.Hijack && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil {
+	if h.Hijack && broker.AdoptSupported && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil {
 		if conn, _, err := rc.Hijack(); err == nil {
 			h.adopt(c, conn, hdr)
 			return
@@ -186,3 +192,17 @@ type stream struct {
 func (s stream) Write(p []byte) (int, error)        { return s.w.Write(p) }
 func (s stream) Flush() error                       { return s.rc.Flush() }
 func (s stream) SetWriteDeadline(t time.Time) error { return s.rc.SetWriteDeadline(t) }
+
+// lastEventID is the id a reconnecting client last received: the
+// Last-Event-ID header EventSource sends, or ?lastEventId= for clients that
+// cannot set headers. ok is false when neither was sent (a fresh stream).
+func lastEventID(r *http.Request) (id string, ok bool) {
+	if v := r.Header.Values("Last-Event-ID"); len(v) > 0 {
+		return v[0], true
+	}
+	q := r.URL.Query()
+	if q.Has("lastEventId") {
+		return q.Get("lastEventId"), true
+	}
+	return "", false
+}

@@ -18,6 +18,12 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 
+step "cross-compile (bench/ is Linux-only)"
+for os in windows darwin freebsd; do
+	echo "-- GOOS=$os"
+	GOOS=$os go build ./...
+done
+
 step "go test -race (unit, Caddy in a real process, Caddyfile adapt)"
 go test -race -count=1 -timeout 15m ./...
 # The handler suite again, with HTTP/1.1 streams served by the broker's writer pool.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command abuse replays the attacks of issue 9 against our Caddy (and
 // PocketBase where they apply), each beside the same load without the attack,
 // and writes ABUSE.md and abuse.json.

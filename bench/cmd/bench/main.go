@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench builds our Caddy, PocketBase and Mercure, runs the workloads
 // of shared/BENCH.md against them with alternating runs, and writes
 // results.json, RESULTS.md and plot.svg.

@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// A client whose stream ended leaves a session behind for resume_window: its
+// subscriptions, auth and IP. A GET with its Last-Event-ID from the same IP
+// gets the same client back, and every event it missed, once and in order.
+
+type session struct {
+	ip     string
+	topics []string
+	auth   *Auth
+	since  uint64 // where to replay from when the client saw no positioned frame
+	expiry *time.Timer
+}
+
+type sessionStore struct {
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+// resumable says whether a stream that ended for reason may be resumed: not
+// one an admin disconnected, nor one whose auth could not be kept.
+func resumable(reason string) bool {
+	return reason != ReasonDisconnected && reason != ReasonAuthStale
+}
+
+// keepSession remembers what c leaves behind; called once, as it is unregistered.
+func (b *Broker) keepSession(c *Client, topics []string, auth *Auth) {
+	window := b.Policy().ResumeWindow
+	if window <= 0 || !resumable(c.closeReason()) {
+		return
+	}
+	s := &session{ip: c.ip, topics: topics, auth: auth, since: c.since}
+	st := &b.sessions
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if old := st.m[c.id]; old != nil {
+		old.expiry.Stop()
+	}
+	st.m[c.id] = s
+	s.expiry = time.AfterFunc(window, func() {
+		st.mu.Lock()
+		if st.m[c.id] == s {
+			delete(st.m, c.id)
+		}
+		st.mu.Unlock()
+	})
+}
+
+// takeSession removes and returns id's session if it was left from ip.
+func (b *Broker) takeSession(id, ip string) *session {
+	st := &b.sessions
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.m[id]
+	if s == nil || s.ip != ip {
+		return nil
+	}
+	delete(st.m, id)
+	s.expiry.Stop()
+	return s
+}
+
+func resumeFrame(id string, resumed bool) []byte {
+	r := "false"
+	if resumed {
+		r = "true"
+	}
+	return []byte(`event:PB_CONNECT` + "\n" + `data:{"clientId":"` + id + `","resumed":` + r + `}` + "\n\n")
+}
+
+// Resume connects a client that came back with lastEventID (a frame id it
+// received). When that id names a session left from ip whose missed records
+// the log still holds, the client gets its id, subscriptions and auth back,
+// PB_CONNECT says "resumed":true, and every missed record that passes its
+// subscriptions and rules is queued once, in order, before live ones.
+// Otherwise it is a new client and PB_CONNECT says "resumed":false.
+func (b *Broker) Resume(ip, lastEventID string) (c *Client, resumed bool, err error) {
+	s, from := b.resumeCandidate(ip, lastEventID)
+	if s != nil {
+		c, resumed, err = b.resume(ip, lastEventID, s, from)
+		if err != nil || resumed {
+			return c, resumed, err
+		}
+	}
+	c, err = b.connect(ip, newClientID())
+	if err == nil {
+		c.enqueue(resumeFrame(c.id, false), 0, 0)
+	}
+	return c, false, err
+}
+
+// resumeCandidate finds the session lastEventID names and the position to replay from.
+func (b *Broker) resumeCandidate(ip, lastEventID string) (*session, uint64) {
+	id, ok := ParseEventID(lastEventID)
+	if !ok || b.Policy().ResumeWindow <= 0 || id.Position > 0 && id.Epoch != b.Epoch() {
+		return nil, 0
+	}
+	if old, live := b.Client(id.ClientID); live {
+		if old.ip != ip {
+			return nil, 0
+		}
+		b.Disconnect(old, ReasonClientGone) // the server had not noticed yet: this leaves its session
+	}
+	s := b.takeSession(id.ClientID, ip)
+	if s == nil {
+		return nil, 0
+	}
+	from := id.Position
+	if from == 0 {
+		from = s.since // PB_CONNECT was the last frame it saw
+	}
+	return s, from
+}
+
+func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Client, bool, error) {
+	id, _ := ParseEventID(lastEventID)
+	epoch := b.Epoch()
+	b.pubMu.Lock()
+	ok := b.transport.ReadFrom(epoch, from, func(*Record) bool { return false })
+	b.pubMu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	// Registered without subscriptions, it receives no live record until
+	// they are restored below, under pubMu, right before the replay: records
+	// published later reach it live, after the replay, and none twice.
+	c, err := b.connect(ip, id.ClientID)
+	if err != nil {
+		return nil, false, err
+	}
+	var held []*Record
+	b.pubMu.Lock()
+	ok = b.transport.ReadFrom(epoch, from, func(r *Record) bool {
+		held = append(held, r)
+		return true
+	})
+	if ok {
+		c.enqueue(resumeFrame(c.id, true), 0, 0)
+		// A subscription POST that reached the new stream first is newer than
+		// the session: it wins.
+		c.authMu.Lock()
+		if c.Auth() == nil {
+			c.setAuthLocked(s.auth)
+		}
+		c.authMu.Unlock()
+		if len(c.Subscriptions()) == 0 {
+			b.replaceSubscriptions(c, s.topics)
+		}
+		for _, r := range held {
+			b.replay(c, r)
+		}
+	}
+	b.pubMu.Unlock()
+	if !ok { // the log moved past it meanwhile
+		c.Close(ReasonDisconnected)
+		b.Disconnect(c, ReasonDisconnected)
+		return nil, false, nil
+	}
+	return c, true, nil
+}
+
+// replay queues one logged record for c as fan-out would have; pubMu held.
+func (b *Broker) replay(c *Client, r *Record) {
+	p := b.Policy()
+	hooked := b.OnMessageSend.Len() > 0
+	send := func(topic string, tail []byte) {
+		// Unbounded: the log's own cap bounds a replay, and an eviction here
+		// would only repeat on the next attempt.
+		if hooked {
+			b.sendHooked(c, topic, tail, r.Position, 0)
+		} else {
+			c.enqueue(tail, r.Position, 0)
+		}
+	}
+	if m := r.Message; m != nil {
+		if !c.HasSubscription(m.Name) || len(m.Clients) > 0 && !slices.Contains(m.Clients, c.id) {
+			return
+		}
+		if p.Access != nil && p.Access.CanSubscribe(c.Auth(), m.Name) != nil {
+			return
+		}
+		send(m.Name, frameTail(m.Name, m.Data))
+		return
+	}
+	ev := r.Event
+	mine := c.holdsAuthRecord(ev)
+	if mine && ev.Action != ActionDelete {
+		c.refreshAuth(ev, p.Access)
+	}
+	var pick FieldPicker
+	var hidden []string
+	if p.Access != nil {
+		pick = p.Access.PickFields()
+		if h, ok := p.Access.(interface{ HiddenFields(*Event) []string }); ok {
+			hidden = h.HiddenFields(ev)
+		}
+	}
+	c.subsMu.Lock()
+	subs := make([]*topicSubs, 0, len(c.subs))
+	for _, ts := range c.subs {
+		subs = append(subs, ts)
+	}
+	c.subsMu.Unlock()
+	var basesArr [7]baseKind
+	for _, bk := range recordBases(basesArr[:0], ev.Collection, ev.CollectionID, ev.RecordID) {
+		for _, ts := range subs {
+			if TopicBase(ts.topic) != bk.base {
+				continue
+			}
+			if p.Access != nil && !p.Access.CanReceive(c.Auth(), ev, bk.kind, ts.opts) {
+				continue
+			}
+			var v view
+			if ev.hideEmail && !c.seesEmailOf(ev) {
+				v |= viewHideEmail
+			}
+			if len(hidden) > 0 && !c.isSuperuser() {
+				v |= viewHideHidden
+			}
+			send(ts.topic, frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, v, hidden)))
+		}
+	}
+	if mine && ev.Action == ActionDelete {
+		c.refreshAuth(ev, p.Access)
+	}
+}
+
+// holdsAuthRecord says whether ev is about the auth record c is signed in as.
+func (c *Client) holdsAuthRecord(ev *Event) bool {
+	keys := recordKeys(c.Auth())
+	return slices.Contains(keys, ev.Collection+"/"+ev.RecordID) ||
+		ev.CollectionID != "" && slices.Contains(keys, ev.CollectionID+"/"+ev.RecordID)
+}

@@ -1,0 +1,223 @@
+package broker
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// rawQueue takes c's queued bytes as written, ids with positions.
+func rawQueue(c *Client) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := string(c.queue.take(nil))
+	c.frames = 0
+	return s
+}
+
+// lastID is the id of the last frame in raw.
+func lastID(t *testing.T, raw string) string {
+	t.Helper()
+	fs := parseFrames(raw)
+	if len(fs) == 0 {
+		t.Fatal("no frames")
+	}
+	return fs[len(fs)-1].ID
+}
+
+func TestResumeReplaysMissedOnceInOrder(t *testing.T) {
+	t.Parallel()
+	b := New("resume", nil)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*", "chat")
+	b.Publish(postEvent(t, "create", "r1", ""))
+	last := lastID(t, rawQueue(c))
+	b.Disconnect(c, ReasonClientGone) // the stream dropped
+
+	b.Publish(postEvent(t, "create", "r2", ""))
+	b.Publish(mustEvent(t, `{"action":"create","record":{"collectionName":"other","id":"o1"}}`)) // not subscribed
+	b.SendMessage(&Message{Name: "chat", Data: json.RawMessage(`"missed"`)})
+	b.SendMessage(&Message{Name: "chat", Data: json.RawMessage(`"not for it"`), Clients: []string{"someone-else"}})
+	b.Publish(postEvent(t, "update", "r1", ""))
+
+	r, resumed, err := b.Resume("127.0.0.1", last)
+	if err != nil || !resumed || r.ID() != c.ID() {
+		t.Fatalf("Resume = %v, resumed %v, err %v; want client %s resumed", r, resumed, err, c.ID())
+	}
+	b.Publish(postEvent(t, "delete", "r2", "")) // live, after the replay
+	got := rawQueue(r)
+	fs := parseFrames(got)
+	wantEvents := []string{"PB_CONNECT", "posts/*", "chat", "posts/*", "posts/*"}
+	if len(fs) != len(wantEvents) {
+		t.Fatalf("frames %q, want %v", got, wantEvents)
+	}
+	if fs[0].ID != c.ID() || fs[0].Data != `{"clientId":"`+c.ID()+`","resumed":true}` {
+		t.Errorf("PB_CONNECT %+v, want id %s and resumed:true", fs[0], c.ID())
+	}
+	wantPos := []uint64{0, 2, 4, 6, 7}
+	wantData := []string{"", `"id":"r2"`, `"missed"`, `"action":"update"`, `"action":"delete"`}
+	for i, f := range fs {
+		if f.Event != wantEvents[i] || !strings.Contains(f.Data, wantData[i]) {
+			t.Errorf("frame %d = %+v, want event %s with %s", i, f, wantEvents[i], wantData[i])
+		}
+		if i == 0 {
+			continue
+		}
+		id, ok := ParseEventID(f.ID)
+		if !ok || id.ClientID != c.ID() || id.Position != wantPos[i] {
+			t.Errorf("frame %d id %q, want position %d", i, f.ID, wantPos[i])
+		}
+	}
+	if subs := r.Subscriptions(); len(subs) != 2 {
+		t.Errorf("subscriptions after resume %v, want chat and posts/*", subs)
+	}
+
+	// A resume from PB_CONNECT's bare id replays from when the client connected.
+	b.Disconnect(r, ReasonClientGone)
+	b.Publish(postEvent(t, "create", "r3", ""))
+	r2, resumed, _ := b.Resume("127.0.0.1", r.ID()+"."+b.Epoch()+".7")
+	if !resumed {
+		t.Fatal("second resume refused")
+	}
+	if fs := parseFrames(withoutPositions(rawQueue(r2))); len(fs) != 2 || !strings.Contains(fs[1].Data, `"r3"`) {
+		t.Errorf("second resume frames %+v, want PB_CONNECT and r3", fs)
+	}
+}
+
+func TestResumeRefused(t *testing.T) {
+	t.Parallel()
+	small := DefaultPolicy()
+	small.ResumeBytes = 3 * recordOverhead
+	for _, tt := range []struct {
+		name   string
+		policy *Policy
+		id     func(b *Broker, c *Client, last string) string
+		ip     string
+		reason string
+	}{
+		{name: "another IP", ip: "10.0.0.9"},
+		{name: "forged client id", id: func(b *Broker, c *Client, last string) string {
+			return strings.Repeat("x", 40) + "." + b.Epoch() + ".1"
+		}},
+		{name: "another epoch", id: func(b *Broker, c *Client, last string) string { return c.ID() + ".ZZZZZZZZ.1" }},
+		{name: "a position not published yet", id: func(b *Broker, c *Client, last string) string {
+			return c.ID() + "." + b.Epoch() + ".999"
+		}},
+		{name: "oversized", id: func(b *Broker, c *Client, last string) string { return last + strings.Repeat("1", MaxEventIDLen) }},
+		{name: "malformed", id: func(b *Broker, c *Client, last string) string { return "id:" + last }},
+		{name: "empty", id: func(b *Broker, c *Client, last string) string { return "" }},
+		{name: "disconnected by an admin", reason: ReasonDisconnected},
+		{name: "log wrapped", policy: small},
+		{name: "resume off", policy: func() *Policy { p := DefaultPolicy(); p.ResumeWindow = 0; return p }()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := New("refused", tt.policy)
+			c := mustConnect(t, b)
+			mustSubscribe(t, b, c, "posts/*")
+			b.Publish(postEvent(t, "create", "r1", ""))
+			last := lastID(t, rawQueue(c))
+			reason := tt.reason
+			if reason == "" {
+				reason = ReasonClientGone
+			}
+			b.Disconnect(c, reason)
+			for i := 0; i < 5; i++ {
+				b.SendMessage(&Message{Name: "chat", Data: json.RawMessage(`1`)})
+			}
+			id, ip := last, "127.0.0.1"
+			if tt.id != nil {
+				id = tt.id(b, c, last)
+			}
+			if tt.ip != "" {
+				ip = tt.ip
+			}
+			r, resumed, err := b.Resume(ip, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resumed || r.ID() == c.ID() {
+				t.Fatalf("resumed %v as %s, want a new client", resumed, r.ID())
+			}
+			if got := withoutPositions(rawQueue(r)); got != "id:"+r.ID()+"\nevent:PB_CONNECT\ndata:{\"clientId\":\""+r.ID()+"\",\"resumed\":false}\n\n" {
+				t.Errorf("frames %q, want only PB_CONNECT with resumed:false", got)
+			}
+			if len(r.Subscriptions()) != 0 {
+				t.Errorf("a new client has subscriptions %v", r.Subscriptions())
+			}
+		})
+	}
+}
+
+// TestResumeOnce: a session is resumed once; the same Last-Event-ID again
+// (replayed, or from a second tab) gets a new client.
+func TestResumeOnce(t *testing.T) {
+	t.Parallel()
+	b := New("once", nil)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*")
+	b.Publish(postEvent(t, "create", "r1", ""))
+	last := lastID(t, rawQueue(c))
+	b.Disconnect(c, ReasonClientGone)
+	var wg sync.WaitGroup
+	results := make([]bool, 8)
+	for i := range results {
+		wg.Go(func() {
+			_, results[i], _ = b.Resume("127.0.0.1", last)
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, ok := range results {
+		if ok {
+			n++
+		}
+	}
+	// A resume of a client still connected ends that stream first and takes
+	// over, so concurrent resumes may succeed one after another, never together.
+	if n < 1 {
+		t.Fatalf("%d of %d concurrent resumes succeeded, want at least one", n, len(results))
+	}
+	live := 0
+	for _, cl := range b.Clients() {
+		if cl.ID() == c.ID() {
+			live++
+		}
+	}
+	if live != 1 {
+		t.Errorf("%d live clients with id %s, want 1", live, c.ID())
+	}
+}
+
+// TestResumeRacingSubscribe: a subscription POST for the same client id
+// racing the resume ends with one of the two subscription sets, no panic,
+// no stray index entry.
+func TestResumeRacingSubscribe(t *testing.T) {
+	t.Parallel()
+	for i := 0; i < 50; i++ {
+		b := New("race", nil)
+		c := mustConnect(t, b)
+		mustSubscribe(t, b, c, "posts/*")
+		b.Publish(postEvent(t, "create", "r1", ""))
+		last := lastID(t, rawQueue(c))
+		b.Disconnect(c, ReasonClientGone)
+		var wg sync.WaitGroup
+		var r *Client
+		wg.Go(func() { r, _, _ = b.Resume("127.0.0.1", last) })
+		wg.Go(func() {
+			if cl, ok := b.Client(c.ID()); ok {
+				_ = b.SetSubscriptions(cl, []string{"chat"})
+			}
+		})
+		wg.Wait()
+		subs := strings.Join(r.Subscriptions(), ",")
+		if subs != "posts/*" && subs != "chat" {
+			t.Fatalf("subscriptions %q after the race", subs)
+		}
+		b.Disconnect(r, ReasonDisconnected)
+		if n := b.stats.subscriptions.Load(); n != 0 {
+			t.Fatalf("%d subscriptions counted after every client left", n)
+		}
+	}
+}
