@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -70,39 +71,14 @@ func (s startedHandler) Handle(context.Context, caddy.Event) error {
 	return nil
 }
 
-// brokerOptions are a handler's options that belong to its broker, not to
-// the handler: every handler naming one broker must agree on them.
-type brokerOptions struct {
-	IdleTimeout      *caddy.Duration              `json:"idle_timeout"`
-	MaxLifetime      caddy.Duration               `json:"max_lifetime"`
-	Heartbeat        *caddy.Duration              `json:"heartbeat"`
-	WriteTimeout     *caddy.Duration              `json:"write_timeout"`
-	MaxClients       *int                         `json:"max_clients"`
-	MaxClientsPerIP  *int                         `json:"max_clients_per_ip"`
-	MaxSubBytes      *int                         `json:"max_subscription_bytes"`
-	MaxTopicVariants *int                         `json:"max_topic_variants"`
-	MaxQueuedBytes   *int64                       `json:"max_queued_bytes"`
-	ResumeWindow     *caddy.Duration              `json:"resume_window"`
-	ResumeBytes      *int64                       `json:"resume_bytes"`
-	MaxSubscriptions int                          `json:"max_subscriptions"`
-	MaxTopicLength   int                          `json:"max_topic_length"`
-	ClientQueue      int                          `json:"client_queue"`
-	Wildcard         *bool                        `json:"wildcard"`
-	Auth             *AuthConfig                  `json:"auth"`
-	Superusers       *string                      `json:"superusers"`
-	Collections      map[string]*CollectionConfig `json:"collections"`
-	Topics           []TopicConfig                `json:"topics"`
-}
-
+// brokerOptions are a handler's options that belong to its broker, as JSON:
+// every handler naming one broker must agree on them. They are the handler's
+// whole config but for the per-endpoint options, so a new broker option is
+// compared without being listed here.
 func (h *Handler) brokerOptions() string {
-	b, _ := json.Marshal(brokerOptions{
-		IdleTimeout: h.IdleTimeout, MaxLifetime: h.MaxLifetime, Heartbeat: h.Heartbeat,
-		WriteTimeout: h.WriteTimeout, MaxClients: h.MaxClients, MaxSubscriptions: h.MaxSubscriptions,
-		MaxClientsPerIP: h.MaxClientsPerIP, MaxSubBytes: h.MaxSubscriptionBytes, MaxTopicVariants: h.MaxTopicVariants,
-		MaxQueuedBytes: h.MaxQueuedBytes, ResumeWindow: h.ResumeWindow, ResumeBytes: h.ResumeBytes,
-		MaxTopicLength: h.MaxTopicLength, ClientQueue: h.ClientQueue, Wildcard: h.Wildcard,
-		Auth: h.Auth, Superusers: h.Superusers, Collections: h.Collections, Topics: h.Topics,
-	})
+	o := *h
+	o.Broker, o.BodyTimeout, o.Compress, o.Hijack, o.CORSOrigins = "", nil, false, nil, nil
+	b, _ := json.Marshal(&o)
 	return string(b)
 }
 
@@ -130,9 +106,17 @@ func optionsDiff(x, y string) string {
 	var a, b map[string]json.RawMessage
 	_ = json.Unmarshal([]byte(x), &a)
 	_ = json.Unmarshal([]byte(y), &b)
-	var keys []string
-	for k := range a {
-		keys = append(keys, k)
+	show := func(v json.RawMessage) string {
+		if v == nil {
+			return "unset"
+		}
+		return string(v)
+	}
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	out := ""
@@ -141,7 +125,7 @@ func optionsDiff(x, y string) string {
 			if out != "" {
 				out += "; "
 			}
-			out += fmt.Sprintf("%s: %s in one, %s in the other", k, a[k], b[k])
+			out += fmt.Sprintf("%s: %s in one, %s in the other", k, show(a[k]), show(b[k]))
 		}
 	}
 	return out

@@ -183,6 +183,7 @@ func (rs *RuleSet) filterReadsHidden(f *rules.Rule, ev *Event) bool {
 	return false
 }
 
+// eventCollection finds the rules of ev's collection, by name and then by id.
 func (rs *RuleSet) eventCollection(ev *Event) *CollectionRules {
 	c := rs.collection(ev.Collection)
 	if c == nil && ev.CollectionID != "" {
@@ -194,10 +195,7 @@ func (rs *RuleSet) eventCollection(ev *Event) *CollectionRules {
 // rule returns the rule guarding kind for ev's collection (by name, then id);
 // known is false when no collection block names it.
 func (rs *RuleSet) rule(ev *Event, kind TopicKind) (rule *rules.Rule, known bool) {
-	c := rs.collection(ev.Collection)
-	if c == nil && ev.CollectionID != "" {
-		c = rs.collection(ev.CollectionID)
-	}
+	c := rs.eventCollection(ev)
 	if c == nil {
 		if rs.Open {
 			return allowEveryone, true
@@ -238,10 +236,7 @@ func (rs *RuleSet) env(a *Auth, ev *Event, opts *Options) *rules.Env {
 // fields, a delete with only the id) cannot be judged and is refused rather
 // than guessed about. An explicit null counts as present.
 func (rs *RuleSet) CheckEvent(ev *Event) error {
-	c := rs.collection(ev.Collection)
-	if c == nil && ev.CollectionID != "" {
-		c = rs.collection(ev.CollectionID)
-	}
+	c := rs.eventCollection(ev)
 	if c == nil {
 		return nil
 	}
