@@ -124,24 +124,8 @@ func (d *optDecoder) object(m map[string]string) bool {
 	defer func() { d.depth-- }()
 	seen := map[string]bool{}
 	for first := true; ; first = false {
-		d.ws()
-		if d.eof() {
-			return false
-		}
-		if !first {
-			switch d.b[d.i] {
-			case '}':
-				d.i++
-				return true
-			case ',':
-				d.i++
-				d.ws()
-			default:
-				return false
-			}
-		} else if d.b[d.i] == '}' {
-			d.i++
-			return true
+		if done, ok := d.element('}', first); done || !ok {
+			return ok
 		}
 		name, ok := d.str()
 		if !ok || seen[name] {
@@ -171,29 +155,35 @@ func (d *optDecoder) array() bool {
 	}
 	defer func() { d.depth-- }()
 	for first := true; ; first = false {
-		d.ws()
-		if d.eof() {
-			return false
-		}
-		if !first {
-			switch d.b[d.i] {
-			case ']':
-				d.i++
-				return true
-			case ',':
-				d.i++
-				d.ws()
-			default:
-				return false
-			}
-		} else if d.b[d.i] == ']' {
-			d.i++
-			return true
+		if done, ok := d.element(']', first); done || !ok {
+			return ok
 		}
 		if _, ok := d.value(); !ok {
 			return false
 		}
 	}
+}
+
+// element moves to the next member of an object or array closed by end,
+// past the ',' that separates members after the first: done once end is
+// read, ok false on malformed input.
+func (d *optDecoder) element(end byte, first bool) (done, ok bool) {
+	d.ws()
+	if d.eof() {
+		return false, false
+	}
+	switch c := d.b[d.i]; {
+	case c == end:
+		d.i++
+		return true, true
+	case first:
+		return false, true
+	case c == ',':
+		d.i++
+		d.ws()
+		return false, true
+	}
+	return false, false
 }
 
 // value reads any JSON value and returns it as cast.ToString would.
