@@ -146,7 +146,7 @@ func (rs *RuleSet) CanReceive(a *Auth, ev *Event, kind TopicKind, opts *Options)
 	if opts.MissingFilterField(ev.Record) != "" {
 		return false // PocketBase refuses a filter on a field it does not have (or hides)
 	}
-	if rs.filterReadsHidden(f, ev) {
+	if rs.filterReadsHidden(opts, ev) {
 		return false
 	}
 	if env == nil {
@@ -170,12 +170,12 @@ func (rs *RuleSet) HiddenFields(ev *Event) []string {
 // a hidden field, or on the email of an auth record whose emailVisibility is
 // off (its filter adds "emailVisibility = true"): otherwise who receives an
 // event would tell the hidden value, one guess at a time. Superusers too.
-func (rs *RuleSet) filterReadsHidden(f *rules.Rule, ev *Event) bool {
+func (rs *RuleSet) filterReadsHidden(opts *Options, ev *Event) bool {
 	hidden := rs.HiddenFields(ev)
 	if !ev.hideEmail && len(hidden) == 0 {
 		return false
 	}
-	for _, field := range f.RecordFields() {
+	for _, field := range opts.filterFields { // computed once, when the filter was compiled
 		if ev.hideEmail && field == "email" || slices.Contains(hidden, field) {
 			return true
 		}
