@@ -248,10 +248,6 @@ func (b *Broker) connect(ip, id string) (*Client, error) {
 	return c, nil
 }
 
-func connectFrame(id string) []byte {
-	return []byte(`event:PB_CONNECT` + "\n" + `data:{"clientId":"` + id + `"}` + "\n\n")
-}
-
 // Client returns the connected client with id.
 func (b *Broker) Client(id string) (*Client, bool) {
 	sh := b.shard(id)
@@ -551,23 +547,10 @@ func (b *Broker) allowed(a Access, c *Client, ev *Event, kind TopicKind, ts *top
 	return ok
 }
 
-// frameTail is the part of a frame shared by every subscriber of one topic string.
-func frameTail(topic string, data []byte) []byte {
-	t := make([]byte, 0, len(topic)+len(data)+14)
-	t = append(t, "event:"...)
-	t = append(t, topic...)
-	t = append(t, "\ndata:"...)
-	t = append(t, data...)
-	return append(t, "\n\n"...)
-}
-
 // sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
 // It reports whether the message was queued.
 func (b *Broker) sendHooked(c *Client, topic string, tail []byte, pos uint64, limit int) bool {
-	// Capped, so a handler appending to e.Data copies instead of overwriting the
-	// shared tail's "\n\n" (and the frame every other subscriber gets).
-	end := len(tail) - 2
-	data := tail[len("event:")+len(topic)+len("\ndata:") : end : end]
+	data := tailData(tail, topic) // capped: appending to e.Data copies
 	e := &MessageSendEvent{Client: c, Name: topic, Data: data}
 	queued := false
 	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
@@ -635,10 +618,4 @@ func (b *Broker) deliverMessage(m *Message, pos uint64) int {
 	b.noteQueued(delivered*len(tail), p)
 	b.stats.messagesIn.Add(1)
 	return delivered
-}
-
-func (b *Broker) countEviction(c *Client, reason string) {
-	b.stats.evict(reason)
-	b.Policy().Logger.Info("realtime client evicted",
-		zap.String("broker", b.name), zap.String("client", c.id), zap.String("reason", reason))
 }

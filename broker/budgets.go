@@ -185,7 +185,6 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 			break
 		}
 		h.c.Close(ReasonQueuedBytes)
-		b.countEviction(h.c, ReasonQueuedBytes)
 		total -= int64(h.n)
 	}
 }

@@ -3,37 +3,12 @@ package broker
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// Reasons a stream ends; they label the eviction metric and the disconnect hook.
-const (
-	ReasonClientGone   = "client_gone"
-	ReasonQueueFull    = "queue_full"
-	ReasonWriteTimeout = "write_timeout"
-	ReasonWriteError   = "write_error"
-	ReasonIdleTimeout  = "idle_timeout"
-	ReasonMaxLifetime  = "max_lifetime"
-	ReasonDisconnected = "disconnected" // admin DELETE /realtime/clients/{id}
-	ReasonShutdown     = "shutdown"
-	ReasonAuthStale    = "auth_stale"   // its auth record changed in a way that can't be applied in place
-	ReasonQueuedBytes  = "queued_bytes" // among the largest queues when the broker passed max_queued_bytes
-)
-
-// cleanEnd reports whether a stream ending for reason ends cleanly: what was
-// queued is still written and the body is terminated properly.
-func cleanEnd(reason string) bool {
-	switch reason {
-	case ReasonIdleTimeout, ReasonMaxLifetime, ReasonDisconnected, ReasonShutdown, ReasonAuthStale:
-		return true
-	}
-	return false
-}
 
 // Stream is where a client's frames go: an HTTP response (handler package) or any writer.
 type Stream interface {
@@ -170,26 +145,16 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 		c.mu.Unlock()
 		return false
 	}
-	idLine := eventIDLineLen(c.id, c.broker.transport.epoch, pos)
-	size := c.unsent + c.queue.Len() + idLine + len(tail)
+	epoch := c.broker.transport.epoch
+	size := c.unsent + c.queue.Len() + frameLen(c.id, epoch, pos, tail)
 	if limit > 0 && size > limit && (c.queue.Len() > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
-		c.broker.countEviction(c, ReasonQueueFull)
+		c.ended(ReasonQueueFull)
 		return false
 	}
-	if c.conn != nil { // adopted connection: queue it framed as an HTTP chunk
-		start := len(c.queue.own)
-		c.queue.own = chunkHeader(c.queue.own, idLine+len(tail))
-		c.queue.grewOwn(start)
-	}
-	start := len(c.queue.own)
-	c.queue.own = appendEventIDLine(c.queue.own, c.id, c.broker.transport.epoch, pos)
-	c.queue.grewOwn(start)
-	c.queue.appendShared(tail)
-	if c.conn != nil {
-		c.queue.appendOwnString("\r\n")
-	}
+	// An adopted connection's frames are queued framed as HTTP chunks.
+	c.queue.appendFrame(c.id, epoch, pos, tail, c.conn != nil)
 	c.frames++
 	c.wakeLocked(wakeups)
 	return true
@@ -218,35 +183,6 @@ func (c *Client) wakeLocked(wakeups *[]*Client) {
 	} else {
 		c.broker.writers().push(c)
 	}
-}
-
-// Close ends the client's stream with reason; Serve returns soon after.
-func (c *Client) Close(reason string) {
-	c.mu.Lock()
-	c.closeLocked(reason)
-	c.mu.Unlock()
-}
-
-func (c *Client) closeLocked(reason string) {
-	if c.closed {
-		return
-	}
-	c.closed = true
-	c.reason = reason
-	if !cleanEnd(reason) {
-		c.queue.free() // nobody will read it: free it now
-	}
-	close(c.done)
-	if cs := c.conn; cs != nil && !cs.scheduled {
-		cs.scheduled = true
-		c.broker.writers().push(c) // a writer closes the connection
-	}
-}
-
-func (c *Client) closeReason() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
 }
 
 // Serve writes the client's frames to s until the stream ends, and returns why.
@@ -287,23 +223,9 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		return nil
 	}
 	fail := func(err error) string {
-		if c.isClosed() {
-			return c.closeReason() // evicted or disconnected while writing: already counted
-		}
-		// A timeout first: net/http cancels the request context on any write
-		// error, so ctx.Err() alone would hide write_timeout evictions.
-		reason := ReasonWriteError
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
-			reason = ReasonWriteTimeout
-		case ctx.Err() != nil:
-			reason = ReasonClientGone
-		}
-		c.Close(reason)
-		if reason != ReasonClientGone {
-			c.broker.countEviction(c, reason)
-		}
-		return reason
+		// Evicted or disconnected while writing: the first reason stays.
+		c.Close(writeFailure(err, ctx.Err() != nil))
+		return c.closeReason()
 	}
 
 	var buf []byte
@@ -315,11 +237,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		case <-c.done:
 			reason := c.closeReason()
 			if cleanEnd(reason) { // what was queued before the end still goes out
-				c.mu.Lock()
-				rest := c.queue.take(nil)
-				c.queue.free()
-				c.mu.Unlock()
-				if len(rest) > 0 {
+				if rest := c.takeRest(nil); len(rest) > 0 {
 					_ = write(rest)
 				}
 			}
@@ -365,14 +283,5 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 	}
 }
 
-var heartbeatFrame = []byte(":\n\n")
-
 // maxRetainedBuffer is the largest write buffer a client keeps between bursts.
 const maxRetainedBuffer = 64 << 10
-
-type timeoutError interface{ Timeout() bool }
-
-func isTimeout(err error) bool {
-	var te timeoutError
-	return errors.As(err, &te) && te.Timeout()
-}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,9 +65,6 @@ const sendBuffer = 256 << 10
 // retryDelay is when a stalled client's pending bytes are tried again.
 const retryDelay = 20 * time.Millisecond
 
-// chunkEnd terminates a chunked HTTP/1.1 body.
-var chunkEnd = []byte("0\r\n\r\n")
-
 // errWouldBlock is a non-blocking write that the kernel refused for now.
 var errWouldBlock = errors.New("write would block")
 
@@ -125,20 +121,12 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	cs.unwatch = b.writers().hangups.watch(c, cs)
 	c.mu.Lock()
 	// What was queued before adoption (PB_CONNECT) becomes the first chunk.
-	if n := c.queue.Len(); n > 0 {
-		flat := c.queue.take(nil)
-		c.queue.appendOwn(chunkHeader(nil, n))
-		c.queue.appendOwn(flat)
-		c.queue.appendOwnString("\r\n")
+	if c.queue.Len() > 0 {
+		c.queue.appendChunk(c.queue.take(nil))
 	}
 	c.conn = cs
 	c.mu.Unlock()
 	b.writers().push(c)
-}
-
-func chunkHeader(dst []byte, size int) []byte {
-	dst = strconv.AppendInt(dst, int64(size), 16)
-	return append(dst, '\r', '\n')
 }
 
 // heartbeat queues an SSE comment; it is not a message and does not reset
@@ -149,7 +137,7 @@ func (c *Client) heartbeat() bool {
 		c.mu.Unlock()
 		return false
 	}
-	c.queue.appendOwnString("3\r\n:\n\n\r\n")
+	c.queue.appendOwn(heartbeatChunk)
 	c.wakeLocked(nil)
 	return true
 }
@@ -315,7 +303,6 @@ func (c *Client) writeConn() {
 			// send buffer to megabytes, so "some progress" proves nothing).
 			if p.WriteTimeout > 0 && time.Since(cs.batchStart) >= p.WriteTimeout {
 				c.Close(ReasonWriteTimeout)
-				b.countEviction(c, ReasonWriteTimeout)
 				c.finishConn()
 				return
 			}
@@ -326,7 +313,7 @@ func (c *Client) writeConn() {
 			}
 			return // still scheduled: the retry timer holds the client
 		}
-		c.Close(ReasonClientGone) // EPIPE, ECONNRESET...: the peer left
+		c.Close(writeFailure(err, true)) // EPIPE, ECONNRESET...: the peer left
 		c.finishConn()
 		return
 	}
@@ -371,10 +358,7 @@ func (c *Client) finishConn() {
 	cs.unwatch()
 	c.broker.Disconnect(c, reason)                 // forget it before the peer sees the end
 	if cleanEnd(reason) && cs.off == len(cs.out) { // never cut a chunk in half
-		c.mu.Lock()
-		rest := append(c.queue.take(nil), chunkEnd...) // what was queued still goes out
-		c.queue.free()
-		c.mu.Unlock()
+		rest := append(c.takeRest(nil), chunkedBodyEnd...) // what was queued still goes out
 		_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = cs.conn.Write(rest)
 	}

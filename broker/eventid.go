@@ -16,9 +16,9 @@ const epochLen = 8
 // MaxEventIDLen bounds a Last-Event-ID worth parsing.
 const MaxEventIDLen = 1024
 
-// appendEventIDLine appends "id:<clientId>[.<epoch>.<pos>]\n" (no position when pos is 0).
-func appendEventIDLine(b []byte, clientID, epoch string, pos uint64) []byte {
-	b = append(b, "id:"...)
+// appendEventID appends "<clientId>[.<epoch>.<pos>]" (no position when pos
+// is 0); frame.go puts it on a frame's id line.
+func appendEventID(b []byte, clientID, epoch string, pos uint64) []byte {
 	b = append(b, clientID...)
 	if pos > 0 {
 		b = append(b, '.')
@@ -26,12 +26,12 @@ func appendEventIDLine(b []byte, clientID, epoch string, pos uint64) []byte {
 		b = append(b, '.')
 		b = strconv.AppendUint(b, pos, 10)
 	}
-	return append(b, '\n')
+	return b
 }
 
-// eventIDLineLen is the length appendEventIDLine appends.
-func eventIDLineLen(clientID, epoch string, pos uint64) int {
-	n := len("id:") + len(clientID) + 1
+// eventIDLen is the length appendEventID appends.
+func eventIDLen(clientID, epoch string, pos uint64) int {
+	n := len(clientID)
 	if pos > 0 {
 		n += 2 + len(epoch) + 1
 		for pos >= 10 {

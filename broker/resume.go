@@ -66,14 +66,6 @@ func (b *Broker) takeSession(id, ip string) *session {
 	return s
 }
 
-func resumeFrame(id string, resumed bool) []byte {
-	r := "false"
-	if resumed {
-		r = "true"
-	}
-	return []byte(`event:PB_CONNECT` + "\n" + `data:{"clientId":"` + id + `","resumed":` + r + `}` + "\n\n")
-}
-
 // Resume connects a client that came back with lastEventID (a frame id it
 // received). When that id names a session left from ip whose missed records
 // the log still holds, the client gets its id, subscriptions and auth back,

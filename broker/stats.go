@@ -17,9 +17,6 @@ type stats struct {
 	fanout        histogram
 }
 
-// EvictionReasons are the reasons a broker closes a stream on its own.
-var EvictionReasons = [...]string{ReasonQueueFull, ReasonWriteTimeout, ReasonWriteError, ReasonQueuedBytes}
-
 func (s *stats) evict(reason string) {
 	for i, r := range EvictionReasons {
 		if r == reason {
