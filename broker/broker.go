@@ -1,6 +1,3 @@
-// Package broker is the realtime hub: clients, the topic index, fan-out of record
-// events and custom messages into per-client byte-bounded queues, hooks, and stats.
-// It is plain Go (no Caddy): the handler and admin packages drive it over net/http.
 package broker
 
 import (
