@@ -313,7 +313,7 @@ func (c *Client) writeConn() {
 			}
 			return // still scheduled: the retry timer holds the client
 		}
-		c.Close(writeFailure(err, true)) // EPIPE, ECONNRESET...: the peer left
+		c.Close(writeFailure(err, true)) // EPIPE, ECONNRESET...: a failed non-blocking write means the peer left
 		c.finishConn()
 		return
 	}
