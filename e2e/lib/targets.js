@@ -31,6 +31,7 @@ const FEATURES = {
 		wildcard: true,
 		clientList: true,
 		adminDisconnect: true,
+		resume: true,
 	},
 	pocketbase: {
 		orderedDelivery: false, // one goroutine per message: not guaranteed (spec §1), seen ~1 swap per 300
@@ -39,6 +40,7 @@ const FEATURES = {
 		wildcard: false,
 		clientList: false,
 		adminDisconnect: false,
+		resume: false,
 	},
 };
 
@@ -47,6 +49,7 @@ const SKIP_REASONS = {
 	wildcard: "the bare `*` topic is our deliberate difference: PocketBase matches nothing for it",
 	clientList: "listing realtime clients is our admin API (GET /realtime/clients); PocketBase has none",
 	adminDisconnect: "server-side disconnect of one client is our admin API (DELETE /realtime/clients/{id})",
+	resume: "PocketBase ignores Last-Event-ID: every reconnect is a new client and events of the gap are lost (spec: No replay)",
 };
 
 export const features = FEATURES[TARGET];
@@ -92,9 +95,9 @@ class BaseTarget {
 		return pb;
 	}
 
-	/** A raw EventSource on /api/realtime; resolves once PB_CONNECT arrived. */
-	async connectRaw(timeoutMs = 10_000) {
-		const es = new EventSource(`${this.url}/api/realtime`);
+	/** A raw EventSource on /api/realtime (of `url`, e.g. a proxy's); resolves once PB_CONNECT arrived. */
+	async connectRaw(timeoutMs = 10_000, { url = this.url } = {}) {
+		const es = new EventSource(`${url}/api/realtime`);
 		this.rawSources.add(es);
 		const events = [];
 		const connect = await new Promise((resolve, reject) => {

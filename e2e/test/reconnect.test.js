@@ -1,11 +1,14 @@
 // A server-side disconnect: the SDK notices, reconnects with a new clientId, resubscribes.
 // Ours: DELETE /realtime/clients/{id} on the admin API. PocketBase has no such API, so there the
 // server is restarted (same port and data), which cuts every stream the same way from the SDK's view.
+// Then (ours only) resume: a raw eventsource@4 client whose stream a proxy cuts comes back with
+// Last-Event-ID and gets what it missed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useTarget } from "../lib/harness.js";
-import { features, TARGET } from "../lib/targets.js";
+import { features, TARGET, skipUnless } from "../lib/targets.js";
 import { waitFor, collector, brief } from "../lib/util.js";
+import { startProxy, headerOf } from "../lib/proxy.js";
 
 const ctx = useTarget();
 
@@ -75,5 +78,70 @@ test(`server-side disconnect (${features.adminDisconnect ? "admin DELETE" : "ser
 	} else {
 		await waitFor(() => bcb.events.length >= 2, 15_000, bcb.summary);
 		assert.notEqual(bystander.realtime.clientId, bystanderId, `${TARGET} restart cut the bystander too`);
+	}
+});
+
+test("a raw eventsource@4 stream cut by a proxy reconnects with Last-Event-ID and gets every missed event once, in order", { timeout: 60_000, skip: skipUnless("resume") }, async () => {
+	const t = ctx.target;
+	const proxy = await startProxy(t.port);
+	try {
+		const raw = await t.connectRaw(10_000, { url: proxy.url });
+		assert.deepEqual(JSON.parse(raw.connectData), { clientId: raw.clientId }, "a fresh stream's PB_CONNECT is PocketBase's");
+		const connects = [];
+		const errors = [];
+		raw.es.addEventListener("PB_CONNECT", (e) => connects.push(JSON.parse(e.data)));
+		raw.es.addEventListener("error", () => errors.push(raw.es.readyState));
+		const topics = ["posts/*", "notes/*", "news"];
+		for (const name of topics) raw.listen(name);
+		const alice = await t.login("alice");
+		const bob = await t.login("bob");
+		const sub = await t.postSubscriptions(raw.clientId, topics, { token: alice.token });
+		assert.equal(sub.status, 204, sub.text);
+
+		// One round of everything a client can miss: record events, one of them hidden from it by
+		// the notes rule (bob's note), and a custom message. Returns what alice's stream should show.
+		let n = 0;
+		const round = async (phase) => {
+			const p = await t.create("posts", { title: `${phase} post`, n: ++n });
+			await t.create("notes", { title: `${phase} bob's note`, n: ++n, author: bob.record.id });
+			const a = await t.create("notes", { title: `${phase} alice's note`, n: ++n, author: alice.record.id });
+			await t.update("posts", p, { n: ++n });
+			await t.sendMessage("news", { phase });
+			return [`posts/* create ${phase} post`, `notes/* create ${phase} alice's note`, `posts/* update ${phase} post`, `news ${phase}`];
+		};
+		const seen = () => raw.events.map((e) => {
+			const d = JSON.parse(e.data);
+			return e.name === "news" ? `news ${d.phase}` : `${e.name} ${d.action} ${d.record.title}`;
+		});
+
+		const expected = await round("before");
+		await waitFor(() => raw.events.length >= expected.length, 10_000, () => JSON.stringify(seen()));
+		const lastBeforeCut = raw.events.at(-1).lastEventId;
+
+		proxy.cut(); // both sides reset; the client's reconnect waits at the proxy
+		await waitFor(() => errors.length > 0, 10_000, "the client to notice the cut");
+		assert.equal(errors[0], raw.es.CONNECTING, "eventsource@4 reconnects by itself");
+		expected.push(...(await round("gap")));
+		proxy.release();
+
+		await waitFor(() => connects.length >= 1, 15_000, () => `second PB_CONNECT; errors=${JSON.stringify(errors)}`);
+		assert.deepEqual(connects, [{ clientId: raw.clientId, resumed: true }], "resumed as the same client");
+		const reconnect = proxy.heads.filter((h) => h.startsWith("GET /api/realtime ")).slice(1);
+		assert.equal(reconnect.length, 1, `one reconnect request: ${JSON.stringify(reconnect)}`);
+		assert.equal(headerOf(reconnect[0], "Last-Event-ID"), lastBeforeCut, "it sent the last id it received");
+
+		expected.push(...(await round("after")));
+		await waitFor(() => raw.events.length >= expected.length, 10_000, () => JSON.stringify(seen()));
+		await t.sendMessage("news", { phase: "end" }); // nothing extra trails the last expected event
+		await waitFor(() => raw.events.length > expected.length, 10_000, () => JSON.stringify(seen()));
+		assert.deepEqual(seen(), [...expected, "news end"], "every event once, in publish order, bob's notes never");
+		const ids = raw.events.map((e) => e.lastEventId);
+		assert.equal(new Set(ids).size, ids.length, "every frame has its own id");
+
+		const clients = await t.listClients();
+		assert.deepEqual(clients.filter((c) => c.id === raw.clientId).map((c) => [...c.subscriptions].sort()), [[...topics].sort()],
+			"one client with that id, its subscriptions restored");
+	} finally {
+		await proxy.close();
 	}
 });
