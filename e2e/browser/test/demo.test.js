@@ -1,11 +1,14 @@
-// The demo page in headless Chromium with the browser's native EventSource, against our Caddy.
+// The demo page in headless Chromium with the browser's native EventSource, against our Caddy; and
+// (last test, sharing this file's Caddy and Chromium) resume after a stream cut by a proxy.
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import fs from "node:fs";
 import path from "node:path";
-import { startCaddy, startBrowser, REPO_DIR } from "../lib/harness.js";
+import { startCaddy, startBrowser, waitFor, REPO_DIR } from "../lib/harness.js";
+import { openStreamPage, streamLog, lastEventId } from "../lib/stream.js";
+import { startProxy, headerOf } from "../../lib/proxy.js";
 import {
 	openDemo, connState, waitConnected, waitApplied, applyTopics,
 	feedItems, waitFeedCount, waitFeedItem, recordStates, recordedStates,
@@ -251,5 +254,73 @@ test("screenshot of the page with a few events", { timeout: 60_000 }, async () =
 		assert.equal(png.subarray(1, 4).toString(), "PNG");
 		assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [1280, 800], "1280x800");
 		assert.ok(fs.statSync(file).mtimeMs >= before - 1000, "the file was written now");
+	}
+});
+
+test("native EventSource cut by a proxy reconnects with Last-Event-ID and gets every missed event once, in order", { timeout: 60_000 }, async () => {
+	// An admin DELETE ends a session for good; a cut on the way (a proxy, a dead network path) does not.
+	const proxy = await startProxy(Number(new URL(server.site).port));
+	const context = await browser.newContext();
+	const earlier = new Set((await server.clients()).map((c) => c.id)); // other tests' streams, maybe still ending
+	try {
+		const topics = ["posts/*", "news"];
+		const { page, errors } = await openStreamPage(context, `${proxy.url}/stream-test`, topics);
+		const log = () => streamLog(page);
+		await waitFor(async () => (await log()).includes("subscribed 204"), 15_000, "PB_CONNECT and an answered subscription POST");
+		const [connect] = await log();
+		const { clientId, ...rest } = JSON.parse(connect.slice("connect ".length));
+		assert.deepEqual(rest, {}, `a fresh stream's PB_CONNECT is PocketBase's: ${connect}`);
+
+		// Record events and a custom message; returns the lines the page should log for them.
+		const round = async (phase) => {
+			const events = [
+				{ action: "create", record: post(rid(phase, 1)) },
+				{ action: "create", record: post(rid(phase, 2)) },
+				{ action: "update", record: post(rid(phase, 1), { n: 1 }) },
+				{ action: "delete", record: post(rid(phase, 2)) },
+			];
+			await server.publish(events.slice(0, 2));
+			await server.publish(events.slice(2));
+			await server.message("news", { phase });
+			return [...events.map((e) => `posts/* ${e.action} ${e.record.id}`), `news ${phase}`];
+		};
+		const waitLines = async (n, what) => {
+			try {
+				await waitFor(async () => (await log()).length >= n, 15_000, what);
+			} catch (err) {
+				err.message += `\n  page log: ${JSON.stringify(await log(), null, 1)}`;
+				throw err;
+			}
+		};
+
+		const expected = [connect, "subscribed 204", ...(await round("before"))];
+		await waitLines(expected.length, "the first round");
+		const lastBeforeCut = await lastEventId(page);
+
+		proxy.cut(); // both sides reset; the browser's reconnect waits at the proxy until release()
+		expected.push("error readyState=0"); // CONNECTING: EventSource retries by itself
+		await waitLines(expected.length, "the browser to notice the cut");
+		expected.push(`connect ${JSON.stringify({ clientId, resumed: true })}`, ...(await round("gap")));
+		proxy.release();
+		await waitLines(expected.length, "the resumed stream and the missed events");
+
+		expected.push(...(await round("after")));
+		await server.message("news", { phase: "end" }); // nothing extra trails the last expected line
+		expected.push("news end");
+		await waitLines(expected.length, "the last round");
+		assert.deepEqual(await log(), expected, "every event once, in publish order, after one resumed PB_CONNECT");
+
+		const streams = proxy.heads.filter((h) => h.startsWith("GET /api/realtime "));
+		assert.equal(streams.length, 2, `two stream requests: ${JSON.stringify(streams)}`);
+		assert.equal(headerOf(streams[0], "Last-Event-ID"), undefined);
+		assert.equal(headerOf(streams[1], "Last-Event-ID"), lastBeforeCut, "Chromium sent the last id it received");
+		assert.equal(proxy.heads.filter((h) => h.startsWith("POST /api/realtime ")).length, 1, "subscribed once, not again on resume");
+		const clients = (await server.clients()).filter((c) => !earlier.has(c.id));
+		assert.deepEqual(clients.map((c) => [c.id, [...c.subscriptions].sort()]), [[clientId, [...topics].sort()]],
+			"one client, its subscriptions restored");
+		assert.deepEqual(errors, []);
+	} finally {
+		await context.close();
+		await proxy.close();
 	}
 });
