@@ -60,7 +60,7 @@ if [ "${SKIP_E2E:-}" != 1 ]; then
 fi
 
 if [ "${SKIP_BROWSER:-}" != 1 ]; then
-	step "Chromium tests of the demo page"
+	step "Chromium tests: the demo page, native EventSource resume"
 	DEMO_SCREENSHOT="${TMPDIR:-/tmp}/caddy-realtime-demo.png" e2e/browser/run.sh
 fi
 
