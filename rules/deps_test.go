@@ -27,6 +27,17 @@ func TestRuleDependencies(t *testing.T) {
 			t.Errorf("%q: Expressions = %d, want %d", tt.expr, got, tt.n)
 		}
 	}
+	refs := MustCompile("author.name = @request.auth.id && tags:each ?= 'x' && author.name != '' && @request.auth.team.owner = id").RecordRefs()
+	var got []string
+	for _, f := range refs {
+		got = append(got, f.String())
+	}
+	if want := []string{"author.name", "tags:each", "id"}; !slices.Equal(got, want) {
+		t.Errorf("RecordRefs = %v, want %v", got, want)
+	}
+	if a := MustCompile("@request.auth.team.owner = id").AuthRefs(); len(a) != 1 || a[0].String() != "team.owner" {
+		t.Errorf("AuthRefs = %v, want [team.owner]", a)
+	}
 	var locked *Rule
 	if locked.RecordFields() != nil || locked.Expressions() != 0 {
 		t.Error("a nil rule reads nothing")
