@@ -47,12 +47,12 @@ func TestUntranslatable(t *testing.T) {
 
 func TestCaddyToken(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                         `""`,
-		"posts":                    "posts",
-		"/api/realtime":            "/api/realtime",
-		"#x":                       "`#x`",
-		"a = 'b'":                  "`a = 'b'`",
-		"{x}":                      "`{x}`",
+		"":                          `""`,
+		"posts":                     "posts",
+		"/api/realtime":             "/api/realtime",
+		"#x":                        "`#x`",
+		"a = 'b'":                   "`a = 'b'`",
+		"{x}":                       "`{x}`",
 		"a = \"`\" && b = \"\\\\\"": "\"a = \\\"`\\\" && b = \\\"\\\\\\\"\"",
 	} {
 		if got := caddyToken(in); got != want {
