@@ -89,17 +89,28 @@ func freePort(t *testing.T) int {
 // by free ports, and waits until the admin API answers.
 func startCaddy(t *testing.T, caddyfile string) *caddyProc {
 	t.Helper()
+	return startCaddyConfig(t, "Caddyfile", caddyfile)
+}
+
+// startCaddyConfig is startCaddy with a config file of that name: "Caddyfile"
+// is adapted, "caddy.json" is Caddy's JSON.
+func startCaddyConfig(t *testing.T, name, config string) *caddyProc {
+	t.Helper()
 	if caddyBin == "" {
 		t.Skip("needs the Caddy binary (not built with -short)")
 	}
 	p := &caddyProc{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
 	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.port = freePort(t)
-	path := filepath.Join(p.dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(p.expand(caddyfile)), 0o600); err != nil {
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, []byte(p.expand(config)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	args := []string{"run", "--config", path}
+	if name == "Caddyfile" {
+		args = append(args, "--adapter", "caddyfile")
+	}
+	p.cmd = exec.Command(caddyBin, args...)
 	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "HOME="+p.dir)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
