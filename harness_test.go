@@ -22,6 +22,7 @@ import (
 
 // caddyBin is our Caddy (cmd/caddy) built once for the tests that run it as a
 // real process: reloads and `caddy stop` need a process of their own.
+// CADDY_BIN names one built from this tree already.
 var caddyBin string
 
 func TestMain(m *testing.M) {
@@ -33,7 +34,9 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		if !testing.Short() {
+		if bin := os.Getenv("CADDY_BIN"); bin != "" && !testing.Short() {
+			caddyBin = bin // built from this tree already, e.g. e2e/.bin/caddy
+		} else if !testing.Short() {
 			caddyBin = filepath.Join(dir, "caddy")
 			build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
 			build.Stdout, build.Stderr = os.Stderr, os.Stderr

@@ -58,7 +58,7 @@ if [ "${SKIP_E2E:-}" != 1 ]; then
 	step "differential suite: the same rules and events on PocketBase and on our Caddy"
 	E2E_SKIP_BUILD=1 e2e/run.sh diff
 	step "caddy realtime import-pocketbase against the PocketBase built above"
-	POCKETBASE_BIN="$PWD/e2e/.peer/base" go test -count=1 -run '^TestImportPocketBase$' .
+	CADDY_BIN="$PWD/e2e/.bin/caddy" POCKETBASE_BIN="$PWD/e2e/.peer/base" go test -count=1 -run '^TestImportPocketBase$' .
 fi
 
 if [ "${SKIP_BROWSER:-}" != 1 ]; then
