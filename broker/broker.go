@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -81,16 +82,18 @@ type Broker struct {
 
 	// transport puts events and messages in one order (positions counted
 	// from 1 within its epoch) and keeps the recent ones for resuming clients.
-	transport *MemoryTransport
+	transport atomic.Pointer[Transport]
 	sessions  sessionStore // what ended streams left behind, for resume_window
 
-	// pubMu serializes publishing, so every client sees events in one global order.
-	pubMu     sync.Mutex
-	delivered int                 // clients the last custom message was queued for
-	seen      map[string]struct{} // recent idempotency keys
-	seenLog   []string            // ring of the same keys, oldest first
-	seenPos   int
-	memo      map[memoKey]bool
+	// pubMu serializes delivery (the transport's deliver calls), so every
+	// client sees records in one global order.
+	pubMu sync.Mutex
+	// delivered is the epoch and position of the last record delivered;
+	// progress, when someone waits for delivery, is closed at the next one.
+	deliveredEpoch string
+	deliveredPos   uint64
+	progress       chan struct{}
+	memo           map[memoKey]bool
 	wakeups   []*Client // adopted clients a fan-out queued frames for
 	// queuedSinceCheck counts bytes queued since max_queued_bytes was last checked.
 	queuedSinceCheck int64
@@ -109,9 +112,6 @@ type Broker struct {
 
 const clientShards = 64
 
-// idempotencyWindow is how many recent event ids are remembered for dedupe.
-const idempotencyWindow = 10000
-
 type clientShard struct {
 	mu sync.RWMutex
 	m  map[string]*Client
@@ -120,12 +120,10 @@ type clientShard struct {
 // New returns a broker with policy p (nil = DefaultPolicy).
 func New(name string, p *Policy) *Broker {
 	b := &Broker{
-		name:    name,
-		seed:    maphash.MakeSeed(),
-		index:   newIndex(),
-		seen:    make(map[string]struct{}),
-		seenLog: make([]string, idempotencyWindow),
-		memo:    make(map[memoKey]bool),
+		name:  name,
+		seed:  maphash.MakeSeed(),
+		index: newIndex(),
+		memo:  make(map[memoKey]bool),
 	}
 	b.identities.m = make(map[string]map[*Client]struct{})
 	b.sessions.m = make(map[string]*session)
@@ -135,9 +133,31 @@ func New(name string, p *Policy) *Broker {
 	if p == nil {
 		p = DefaultPolicy()
 	}
-	b.transport = NewMemoryTransport(p.ResumeWindow, p.ResumeBytes, b.deliver)
+	var t Transport = NewMemoryTransport(p.ResumeWindow, p.ResumeBytes)
+	_ = t.Start(b.deliver)
+	b.transport.Store(&t)
 	b.SetPolicy(p)
 	return b
+}
+
+// Transport is the transport the broker publishes through.
+func (b *Broker) Transport() Transport { return *b.transport.Load() }
+
+// UseTransport makes t the broker's transport (a config that changed it
+// committed): records published from now on go through t, in its order and
+// epoch, so a client that was away from the old one resumes as a new client.
+// The old transport is closed.
+func (b *Broker) UseTransport(t Transport) error {
+	p := b.Policy()
+	t.SetLimits(p.ResumeWindow, p.ResumeBytes)
+	if err := t.Start(b.deliver); err != nil {
+		return err
+	}
+	old := b.transport.Swap(&t)
+	if old != nil {
+		return (*old).Close()
+	}
+	return nil
 }
 
 // Name is the broker's name (the Caddyfile's `broker`, the admin API's ?broker=).
@@ -152,7 +172,7 @@ func (b *Broker) SetPolicy(p *Policy) {
 		p.Logger = zap.NewNop()
 	}
 	b.policy.Store(p)
-	b.transport.SetLimits(p.ResumeWindow, p.ResumeBytes)
+	b.Transport().SetLimits(p.ResumeWindow, p.ResumeBytes)
 }
 
 // SwapPolicy replaces old with p only if old is still the current policy, so
@@ -164,17 +184,47 @@ func (b *Broker) SwapPolicy(old, p *Policy) bool {
 	if !b.policy.CompareAndSwap(old, p) {
 		return false
 	}
-	b.transport.SetLimits(p.ResumeWindow, p.ResumeBytes)
+	b.Transport().SetLimits(p.ResumeWindow, p.ResumeBytes)
 	return true
 }
 
 // deliver fans a positioned record out to the local clients; the transport
-// calls it in order, with pubMu held.
+// calls it with every record, in order.
 func (b *Broker) deliver(r *Record) {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
 	if r.Event != nil {
 		b.deliverEvent(r.Event, r.Position)
 	} else if r.Message != nil {
-		b.delivered = b.deliverMessage(r.Message, r.Position)
+		r.Message.delivered = b.deliverMessage(r.Message, r.Position)
+	}
+	b.deliveredEpoch, b.deliveredPos = b.Epoch(), r.Position
+	if b.progress != nil {
+		close(b.progress)
+		b.progress = nil
+	}
+}
+
+// waitDelivered waits until the record at position (of the current epoch)
+// has been delivered here, so a publish answers after its local clients
+// have it queued.
+func (b *Broker) waitDelivered(ctx context.Context, position uint64) error {
+	for {
+		b.pubMu.Lock()
+		if b.deliveredEpoch == b.Epoch() && b.deliveredPos >= position || position == 0 {
+			b.pubMu.Unlock()
+			return nil
+		}
+		if b.progress == nil {
+			b.progress = make(chan struct{})
+		}
+		ch := b.progress
+		b.pubMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -213,7 +263,7 @@ func (b *Broker) connect(ip, id string) (*Client, error) {
 	c := &Client{
 		id:        id,
 		ip:        ip,
-		since:     b.transport.Last(),
+		since:     b.Transport().Last(),
 		broker:    b,
 		connected: time.Now(),
 		wake:      make(chan struct{}, 1),
@@ -397,20 +447,31 @@ func (c *Client) isClosed() bool {
 	return c.closed
 }
 
-// Publish fans events out in order and returns how many were published
-// (events whose idempotency id was seen recently are skipped).
+// Publish publishes events in order and returns how many were published
+// (events whose idempotency id was seen recently are skipped); 0 when the
+// transport refused them.
 func (b *Broker) Publish(events ...*Event) int {
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	published := 0
-	for _, ev := range events {
-		if ev.ID != "" && !b.remember(ev.ID) {
-			continue
-		}
-		b.transport.Publish(&Record{Event: ev})
-		published++
+	n, _ := b.PublishContext(context.Background(), events)
+	return n
+}
+
+// PublishContext publishes events through the transport, all or none, and
+// returns how many were new once this node's clients have them queued.
+func (b *Broker) PublishContext(ctx context.Context, events []*Event) (int, error) {
+	recs := make([]*Record, len(events))
+	for i, ev := range events {
+		recs[i] = &Record{Event: ev}
 	}
-	return published
+	last, n, err := b.Transport().Publish(ctx, recs)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		if err := b.waitDelivered(ctx, last); err != nil {
+			return n, fmt.Errorf("published, but not yet delivered on this node: %w", err)
+		}
+	}
+	return n, nil
 }
 
 func (b *Broker) deliverEvent(ev *Event, pos uint64) {
@@ -455,20 +516,6 @@ func (b *Broker) CheckEvents(events []*Event) error {
 		}
 	}
 	return nil
-}
-
-// remember records an idempotency id; false means it was seen recently.
-func (b *Broker) remember(id string) bool {
-	if _, dup := b.seen[id]; dup {
-		return false
-	}
-	if old := b.seenLog[b.seenPos]; old != "" {
-		delete(b.seen, old)
-	}
-	b.seenLog[b.seenPos] = id
-	b.seenPos = (b.seenPos + 1) % len(b.seenLog)
-	b.seen[id] = struct{}{}
-	return true
 }
 
 type memoKey struct {
@@ -564,10 +611,23 @@ func (b *Broker) sendHooked(c *Client, topic string, tail []byte, pos uint64, li
 // SendMessage delivers a custom message to the clients subscribed to exactly
 // m.Name (and, when m.Clients is set, only to those of them). It returns how many got it.
 func (b *Broker) SendMessage(m *Message) int {
+	n, _ := b.SendMessageContext(context.Background(), m)
+	return n
+}
+
+// SendMessageContext publishes m through the transport and returns how many
+// of this node's clients it was queued for.
+func (b *Broker) SendMessageContext(ctx context.Context, m *Message) (int, error) {
+	last, _, err := b.Transport().Publish(ctx, []*Record{{Message: m}})
+	if err != nil {
+		return 0, err
+	}
+	if err := b.waitDelivered(ctx, last); err != nil {
+		return 0, fmt.Errorf("published, but not yet delivered on this node: %w", err)
+	}
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
-	b.transport.Publish(&Record{Message: m})
-	return b.delivered
+	return m.delivered, nil
 }
 
 func (b *Broker) deliverMessage(m *Message, pos uint64) int {

@@ -145,7 +145,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 		c.mu.Unlock()
 		return false
 	}
-	epoch := c.broker.transport.epoch
+	epoch := c.broker.Epoch()
 	size := c.unsent + c.queue.Len() + frameLen(c.id, epoch, pos, tail)
 	if limit > 0 && size > limit && (c.queue.Len() > 0 || c.unsent > 0) {
 		c.closeLocked(ReasonQueueFull)

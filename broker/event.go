@@ -322,6 +322,8 @@ type Message struct {
 	Data json.RawMessage
 	// Clients, when set, limits delivery to these client ids.
 	Clients []string
+
+	delivered int // clients it was queued for on this node; set at delivery, under pubMu
 }
 
 // ValidateMessage checks a custom message and compacts its data onto one line.

@@ -93,4 +93,4 @@ func inAlphabet(s string) bool {
 
 // Epoch names the broker's current order of events; a position means
 // something only within its epoch.
-func (b *Broker) Epoch() string { return b.transport.Epoch() }
+func (b *Broker) Epoch() string { return b.Transport().Epoch() }

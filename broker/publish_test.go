@@ -173,8 +173,8 @@ func TestPublishIdempotencyWindow(t *testing.T) {
 	if b.Publish(ev("old")) != 1 {
 		t.Fatal("outside the window: must publish again")
 	}
-	if len(b.seen) > idempotencyWindow {
-		t.Fatalf("remembers %d ids, window is %d", len(b.seen), idempotencyWindow)
+	if seen := len(b.Transport().(*MemoryTransport).seen); seen > idempotencyWindow {
+		t.Fatalf("remembers %d ids, window is %d", seen, idempotencyWindow)
 	}
 }
 

@@ -114,7 +114,7 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 	id, _ := ParseEventID(lastEventID)
 	epoch := b.Epoch()
 	b.pubMu.Lock()
-	ok := b.transport.ReadFrom(epoch, from, func(*Record) bool { return false })
+	ok := b.Transport().ReadFrom(epoch, from, func(*Record) bool { return false })
 	b.pubMu.Unlock()
 	if !ok {
 		return nil, false, nil
@@ -128,7 +128,7 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 	}
 	var held []*Record
 	b.pubMu.Lock()
-	ok = b.transport.ReadFrom(epoch, from, func(r *Record) bool {
+	ok = b.Transport().ReadFrom(epoch, from, func(r *Record) bool {
 		held = append(held, r)
 		return true
 	})

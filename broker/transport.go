@@ -1,6 +1,9 @@
 package broker
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Record is one event or custom message at its position in a broker's order.
 type Record struct {
@@ -12,16 +15,32 @@ type Record struct {
 
 // Transport carries a broker's events and custom messages in one order and
 // keeps enough of it to serve a resuming client. The in-memory transport is
-// the default; a transport shared by several nodes plugs in here (DESIGN.md §6).
+// the default; a transport shared by several nodes (NATS JetStream) plugs in
+// here (DESIGN.md §6).
+//
+// Delivery is the transport's: it hands every record, positioned, to the
+// deliver function given to Start, in order and one at a time, whichever
+// node published it. Publish only has to get the records into the order.
 type Transport interface {
+	// Start begins delivering to deliver. It must not block on the network:
+	// a transport whose servers are down starts anyway and keeps trying.
+	Start(deliver func(*Record)) error
+	// Publish puts recs (Event or Message set) into the order, all or none,
+	// and returns once the transport holds them: the position of the last
+	// one and how many were new (an Event whose ID was published recently
+	// is dropped). An error means none of them was published.
+	Publish(ctx context.Context, recs []*Record) (last uint64, published int, err error)
 	// Epoch names the order; positions mean something only within it.
 	Epoch() string
-	// Publish gives r (Event or Message set) the next position and delivers it.
-	// The broker calls it one record at a time, in its publish order.
-	Publish(r *Record)
-	// ReadFrom calls fn with each record after position, in order, until fn
-	// returns false. It reports false, calling fn for nothing, when the
-	// records after position are not all held (another epoch, a position
-	// older than the log or not reached yet).
+	// Last is the position of the last record delivered.
+	Last() uint64
+	// ReadFrom calls fn with each delivered record after position, in
+	// order, until fn returns false. It reports false, calling fn for
+	// nothing, when the records after position are not all held (another
+	// epoch, a position older than the log or not reached yet).
 	ReadFrom(epoch string, position uint64, fn func(*Record) bool) bool
+	// SetLimits changes how much is kept for resuming (a config reload).
+	SetLimits(window time.Duration, maxBytes int64)
+	// Close stops delivery and releases the transport's resources.
+	Close() error
 }

@@ -1,11 +1,16 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"testing/synctest"
 	"time"
 )
+
+func publishRecord(tr Transport, r *Record) {
+	_, _, _ = tr.Publish(context.Background(), []*Record{r})
+}
 
 func readPositions(t *testing.T, tr Transport, epoch string, after uint64) ([]uint64, bool) {
 	t.Helper()
@@ -20,9 +25,10 @@ func readPositions(t *testing.T, tr Transport, epoch string, after uint64) ([]ui
 func TestMemoryTransportReadFrom(t *testing.T) {
 	t.Parallel()
 	var delivered []uint64
-	tr := NewMemoryTransport(time.Minute, 0, func(r *Record) { delivered = append(delivered, r.Position) })
+	tr := NewMemoryTransport(time.Minute, 0)
+	_ = tr.Start(func(r *Record) { delivered = append(delivered, r.Position) })
 	for i := 0; i < 5; i++ {
-		tr.Publish(&Record{Message: &Message{Name: "m", Data: json.RawMessage(`1`)}})
+		publishRecord(tr, &Record{Message: &Message{Name: "m", Data: json.RawMessage(`1`)}})
 	}
 	if len(delivered) != 5 || delivered[0] != 1 || delivered[4] != 5 {
 		t.Fatalf("delivered %v, want positions 1..5 in order", delivered)
@@ -60,11 +66,11 @@ func TestMemoryTransportReadFrom(t *testing.T) {
 func TestMemoryTransportLimits(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		tr := NewMemoryTransport(time.Minute, 0, func(*Record) {})
+		tr := NewMemoryTransport(time.Minute, 0)
 		msg := func() *Record { return &Record{Message: &Message{Name: "m", Data: json.RawMessage(`1`)}} }
-		tr.Publish(msg())
+		publishRecord(tr, msg())
 		time.Sleep(40 * time.Second)
-		tr.Publish(msg())
+		publishRecord(tr, msg())
 		time.Sleep(30 * time.Second) // the first is 70s old, the second 30s
 		if _, ok := readPositions(t, tr, tr.Epoch(), 0); ok {
 			t.Error("ReadFrom(0) served although position 1 left the window")
@@ -76,7 +82,7 @@ func TestMemoryTransportLimits(t *testing.T) {
 		one := recordSize(msg())
 		tr.SetLimits(time.Minute, 3*one)
 		for i := 0; i < 5; i++ {
-			tr.Publish(msg()) // positions 3..7; only the last three fit
+			publishRecord(tr, msg()) // positions 3..7; only the last three fit
 		}
 		if n, bytes := tr.Held(); n != 3 || bytes != 3*one {
 			t.Errorf("held %d records, %d bytes; want 3, %d", n, bytes, 3*one)
@@ -92,7 +98,7 @@ func TestMemoryTransportLimits(t *testing.T) {
 		if n, _ := tr.Held(); n != 0 {
 			t.Errorf("resume_window 0 still holds %d records", n)
 		}
-		tr.Publish(msg())
+		publishRecord(tr, msg())
 		if _, ok := readPositions(t, tr, tr.Epoch(), 7); ok {
 			t.Error("resume_window 0 served a record")
 		}
