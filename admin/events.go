@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/caddy-realtime/realtime/broker"
@@ -32,9 +33,13 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request, b *broker.B
 		}
 		return Error{Code: http.StatusBadRequest, Err: err}
 	}
+	n, err := b.PublishContext(r.Context(), events)
+	if err != nil {
+		return unavailable(err)
+	}
 	return writeJSON(w, struct {
 		Published int `json:"published"`
-	}{b.Publish(events...)})
+	}{n})
 }
 
 // messageRequest is the body of POST /realtime/messages.
@@ -71,9 +76,17 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request, b *broker.
 	}
 	delivered := 0
 	if only == nil || len(*only) > 0 {
-		delivered = b.SendMessage(m)
+		if delivered, err = b.SendMessageContext(r.Context(), m); err != nil {
+			return unavailable(err)
+		}
 	}
 	return writeJSON(w, struct {
 		Delivered int `json:"delivered"`
 	}{delivered})
+}
+
+// unavailable answers a publish the transport could not take (NATS down, no
+// acknowledgement): 503, and nothing was published.
+func unavailable(err error) error {
+	return Error{Code: http.StatusServiceUnavailable, Err: fmt.Errorf("not published: %w", err)}
 }

@@ -375,3 +375,21 @@ func marshalRecord(rec map[string]any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// MarshalWire encodes ev as the admin API accepts it (DecodeEvent reads it
+// back): what a transport shared by several nodes carries.
+func (ev *Event) MarshalWire() ([]byte, error) {
+	w := struct {
+		ID         string         `json:"id,omitempty"`
+		Action     string         `json:"action"`
+		Collection string         `json:"collection"`
+		Record     map[string]any `json:"record"`
+	}{ev.ID, ev.Action, ev.Collection, ev.Record}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&w); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/sha256"
 	"strconv"
 	"strings"
 )
@@ -94,3 +95,15 @@ func inAlphabet(s string) bool {
 // Epoch names the broker's current order of events; a position means
 // something only within its epoch.
 func (b *Broker) Epoch() string { return b.Transport().Epoch() }
+
+// EpochOf derives an epoch from what names an order, e.g. a stream's name and
+// creation time: every node sharing that order computes the same one.
+func EpochOf(name string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	sum := sha256.Sum256([]byte(name))
+	out := make([]byte, epochLen)
+	for i := range out {
+		out[i] = alphabet[int(sum[i])%len(alphabet)]
+	}
+	return string(out)
+}
