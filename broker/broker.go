@@ -94,7 +94,7 @@ type Broker struct {
 	deliveredPos   uint64
 	progress       chan struct{}
 	memo           map[memoKey]bool
-	wakeups   []*Client // adopted clients a fan-out queued frames for
+	wakeups        []*Client // adopted clients a fan-out queued frames for
 	// queuedSinceCheck counts bytes queued since max_queued_bytes was last checked.
 	queuedSinceCheck int64
 
