@@ -40,6 +40,45 @@ type brokerPolicy struct {
 	options string // the handler's broker-wide options as JSON, to compare handlers
 	prev    *broker.Policy
 	prevAcc any
+
+	transport    TransportModule
+	transportKey string
+	prevTrans    *runningTransport // set when Start replaced the transport
+}
+
+// runningTransport is the configuration of a broker's current transport.
+type runningTransport struct {
+	key string
+	mod TransportModule
+}
+
+// transports holds each broker's runningTransport; a broker without an
+// entry runs the in-memory transport it was created with.
+var transports sync.Map // broker name -> *runningTransport
+
+func currentTransport(name string) *runningTransport {
+	if v, ok := transports.Load(name); ok {
+		return v.(*runningTransport)
+	}
+	return &runningTransport{key: transportKey(nil), mod: MemoryTransport{}}
+}
+
+// switchTransport gives b a new transport built from rt, unless it runs that one already.
+func switchTransport(name string, b *broker.Broker, rt *runningTransport, logger *zap.Logger) (bool, error) {
+	if currentTransport(name).key == rt.key {
+		return false, nil
+	}
+	p := b.Policy()
+	t, err := rt.mod.NewTransport(name, p.ResumeWindow, p.ResumeBytes, logger)
+	if err != nil {
+		return false, err
+	}
+	if err := b.UseTransport(t); err != nil {
+		return true, err
+	}
+	transports.Store(name, rt)
+	logger.Info("realtime transport changed", zap.String("broker", name), zap.String("transport", rt.key))
+	return true, nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -141,6 +180,14 @@ func (a *App) Start() error {
 		bp.broker.SetPolicy(bp.policy)
 		accessStats.Store(name, bp.access)
 		logRules(a.logger, name, bp.access.rules)
+		prev := currentTransport(name)
+		switched, err := switchTransport(name, bp.broker, &runningTransport{key: bp.transportKey, mod: bp.transport}, a.logger)
+		if switched {
+			bp.prevTrans = prev
+		}
+		if err != nil {
+			return fmt.Errorf("broker %q: starting its transport: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -155,6 +202,12 @@ func (a *App) Stop() error {
 		return nil
 	}
 	for name, bp := range a.brokers {
+		if bp.prevTrans != nil {
+			if _, err := switchTransport(name, bp.broker, bp.prevTrans, a.logger); err != nil {
+				a.logger.Error("restoring the previous transport", zap.String("broker", name), zap.Error(err))
+			}
+			bp.prevTrans = nil
+		}
 		if bp.prev == nil || !bp.broker.SwapPolicy(bp.policy, bp.prev) {
 			continue
 		}

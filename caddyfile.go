@@ -72,6 +72,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			hidden_fields <field...>
 //		}
 //		topic <pattern> "<rule>"
+//		transport memory | nats [<url...>] { ... }  # see unmarshalTransport
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name; the matcher was consumed by the helper
@@ -154,6 +155,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "collection":
 			err = h.unmarshalCollection(d)
+		case "transport":
+			err = h.unmarshalTransport(d)
 		case "topic":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

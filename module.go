@@ -7,6 +7,7 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -119,8 +120,14 @@ type Handler struct {
 	// Topics restrict who may subscribe to custom topics, first match wins.
 	Topics []TopicConfig `json:"topics,omitempty"`
 
-	broker  *broker.Broker
-	authn   *auth.Authenticator
+	// TransportRaw says what carries the broker's events: "memory" (one
+	// node) or "nats" (a JetStream stream shared by several nodes).
+	// Default: memory.
+	TransportRaw json.RawMessage `json:"transport,omitempty" caddy:"namespace=realtime.transports inline_key=protocol"`
+
+	transport TransportModule
+	broker    *broker.Broker
+	authn     *auth.Authenticator
 	handler *handler.Handler
 	logger  *zap.Logger
 }
@@ -145,6 +152,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading realtime app: %w", err)
 	}
 	app := appIface.(*App)
+	options := h.brokerOptions() // before loading modules, which clears their raw JSON
+	tkey := transportKey(h.TransportRaw)
+	h.transport = MemoryTransport{}
+	if len(h.TransportRaw) > 0 {
+		mod, err := ctx.LoadModule(h, "TransportRaw")
+		if err != nil {
+			return fmt.Errorf("loading transport: %w", err)
+		}
+		h.transport = mod.(TransportModule)
+	}
 	policy := h.policy()
 	rs, err := h.buildRuleSet()
 	if err != nil {
@@ -171,7 +188,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.broker = b
-	want := &brokerPolicy{broker: b, policy: policy, access: &accessState{authn: authn, rules: rs}, options: h.brokerOptions()}
+	want := &brokerPolicy{broker: b, policy: policy, access: &accessState{authn: authn, rules: rs}, options: options, transport: h.transport, transportKey: tkey}
 	got, err := app.register(h.Broker, want)
 	if got != want && authn != nil {
 		authn.Close() // an identical handler registered first: share its auth cache

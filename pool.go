@@ -21,6 +21,7 @@ type pooledBroker struct{ *broker.Broker }
 // Destruct runs when the last config using the broker is unloaded.
 func (p pooledBroker) Destruct() error {
 	p.Close()
+	transports.Delete(p.Name())
 	return nil
 }
 

@@ -134,7 +134,7 @@ func New(name string, p *Policy) *Broker {
 		p = DefaultPolicy()
 	}
 	var t Transport = NewMemoryTransport(p.ResumeWindow, p.ResumeBytes)
-	_ = t.Start(b.deliver)
+	_ = t.Start(b.deliver, Position{})
 	b.transport.Store(&t)
 	b.SetPolicy(p)
 	return b
@@ -144,20 +144,20 @@ func New(name string, p *Policy) *Broker {
 func (b *Broker) Transport() Transport { return *b.transport.Load() }
 
 // UseTransport makes t the broker's transport (a config that changed it
-// committed): records published from now on go through t, in its order and
-// epoch, so a client that was away from the old one resumes as a new client.
-// The old transport is closed.
+// committed). The old one is closed first, so nothing is delivered twice;
+// t continues after what the broker delivered when it shares that order,
+// and otherwise starts a new epoch (resuming clients start over).
 func (b *Broker) UseTransport(t Transport) error {
 	p := b.Policy()
 	t.SetLimits(p.ResumeWindow, p.ResumeBytes)
-	if err := t.Start(b.deliver); err != nil {
-		return err
+	if err := b.Transport().Close(); err != nil {
+		p.Logger.Warn("closing the previous transport", zap.String("broker", b.name), zap.Error(err))
 	}
-	old := b.transport.Swap(&t)
-	if old != nil {
-		return (*old).Close()
-	}
-	return nil
+	b.pubMu.Lock()
+	from := Position{Epoch: b.deliveredEpoch, Position: b.deliveredPos}
+	b.pubMu.Unlock()
+	b.transport.Store(&t)
+	return t.Start(b.deliver, from)
 }
 
 // Name is the broker's name (the Caddyfile's `broker`, the admin API's ?broker=).

@@ -376,6 +376,7 @@ func (b *Broker) Close() {
 	if b.writerPool != nil {
 		b.writerPool.stop()
 	}
+	_ = b.Transport().Close()
 }
 
 // WaitAdopted waits (up to d) until every adopted stream has been closed.

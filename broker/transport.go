@@ -5,6 +5,12 @@ import (
 	"time"
 )
 
+// Position is a place in an order: the position of a record in an epoch.
+type Position struct {
+	Epoch    string
+	Position uint64
+}
+
 // Record is one event or custom message at its position in a broker's order.
 type Record struct {
 	Position uint64
@@ -24,7 +30,10 @@ type Record struct {
 type Transport interface {
 	// Start begins delivering to deliver. It must not block on the network:
 	// a transport whose servers are down starts anyway and keeps trying.
-	Start(deliver func(*Record)) error
+	// from is what the broker delivered last (a transport replacing another
+	// on a config reload): a transport sharing that order delivers every
+	// record after it; others start at their own end.
+	Start(deliver func(*Record), from Position) error
 	// Publish puts recs (Event or Message set) into the order, all or none,
 	// and returns once the transport holds them: the position of the last
 	// one and how many were new (an Event whose ID was published recently

@@ -36,8 +36,9 @@ func NewMemoryTransport(window time.Duration, maxBytes int64) *MemoryTransport {
 	}
 }
 
-// Start sets where published records go.
-func (t *MemoryTransport) Start(deliver func(*Record)) error {
+// Start sets where published records go; a new memory transport is a new
+// order, so from does not matter.
+func (t *MemoryTransport) Start(deliver func(*Record), _ Position) error {
 	t.mu.Lock()
 	t.deliver = deliver
 	t.mu.Unlock()

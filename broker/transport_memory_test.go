@@ -26,7 +26,7 @@ func TestMemoryTransportReadFrom(t *testing.T) {
 	t.Parallel()
 	var delivered []uint64
 	tr := NewMemoryTransport(time.Minute, 0)
-	_ = tr.Start(func(r *Record) { delivered = append(delivered, r.Position) })
+	_ = tr.Start(func(r *Record) { delivered = append(delivered, r.Position) }, Position{})
 	for i := 0; i < 5; i++ {
 		publishRecord(tr, &Record{Message: &Message{Name: "m", Data: json.RawMessage(`1`)}})
 	}

@@ -61,6 +61,7 @@ type Transport struct {
 	js jetstream.JetStream
 
 	deliver func(*broker.Record)
+	from    broker.Position // delivered before Start: continue after it in its epoch
 	// pending maps the message id of each record this node is publishing to
 	// the record, so its delivery hands the same record back (a custom
 	// message's delivered count, no decoding).
@@ -97,8 +98,8 @@ func (t *Transport) JetStream() jetstream.JetStream { return t.js }
 
 // Start connects (in the background when NATS is down) and consumes the
 // stream into deliver.
-func (t *Transport) Start(deliver func(*broker.Record)) error {
-	t.deliver = deliver
+func (t *Transport) Start(deliver func(*broker.Record), from broker.Position) error {
+	t.deliver, t.from = deliver, from
 	opts := append([]nats.Option{
 		nats.Name(t.cfg.Name),
 		nats.RetryOnFailedConnect(true),
@@ -250,6 +251,9 @@ func (t *Transport) consume() error {
 				zap.String("stream", t.cfg.Stream), zap.String("epoch", epoch))
 		}
 		backfill = info.State.LastSeq
+		if t.from.Epoch == epoch && t.from.Position < backfill {
+			backfill = t.from.Position // a reload's new transport: deliver what the old one did not
+		}
 		t.log.Reset(info.State.FirstSeq - 1)
 		if t.cfg.Window > 0 && backfill > 0 {
 			start := time.Now().Add(-t.cfg.Window)

@@ -27,7 +27,7 @@ func startNode(t *testing.T, port int, stream string) *node {
 		n.mu.Lock()
 		n.got = append(n.got, fmt.Sprintf("%d:%s", r.Position, name(r)))
 		n.mu.Unlock()
-	}); err != nil {
+	}, broker.Position{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
