@@ -12,8 +12,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
 
+	"github.com/caddy-realtime/realtime/admin"
 	"github.com/caddy-realtime/realtime/auth"
 	"github.com/caddy-realtime/realtime/broker"
+	"github.com/caddy-realtime/realtime/handler"
 )
 
 func init() {
@@ -43,6 +45,7 @@ type brokerPolicy struct {
 
 	transport    TransportModule
 	transportKey string
+	endpoint     *handler.Handler // serves subscription POSTs forwarded by other nodes
 	prevTrans    *runningTransport // set when Start replaced the transport
 }
 
@@ -180,6 +183,11 @@ func (a *App) Start() error {
 		bp.broker.SetPolicy(bp.policy)
 		accessStats.Store(name, bp.access)
 		logRules(a.logger, name, bp.access.rules)
+		b := bp.broker
+		if bp.endpoint != nil {
+			b.HandleForwarded(handler.KindSubscribe, bp.endpoint.ServeForwarded)
+		}
+		b.HandleForwarded(admin.KindAdmin, func(_ *broker.Client, payload []byte) []byte { return admin.ServeForwarded(b, payload) })
 		prev := currentTransport(name)
 		switched, err := switchTransport(name, bp.broker, &runningTransport{key: bp.transportKey, mod: bp.transport}, a.logger)
 		if switched {

@@ -211,6 +211,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.BodyTimeout != nil {
 		h.handler.BodyTimeout = time.Duration(*h.BodyTimeout)
 	}
+	if got.endpoint == nil {
+		got.endpoint = h.handler
+	}
 	if got.access.authn != nil {
 		h.handler.Authenticate = authenticate(got.access.authn, got.access.rules)
 	}

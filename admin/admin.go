@@ -6,9 +6,12 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-realtime/realtime/forward"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -123,7 +126,41 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if p.client != "" && !forward.Forwarded(r) && b.Cluster() != nil {
+		if _, local := b.Client(p.client); !local {
+			if held, err := h.forward(w, r, b, p.client); held || err != nil {
+				return err
+			}
+		}
+	}
 	return serve(h, w, r, b, p)
+}
+
+// KindAdmin names forwarded admin requests about a client.
+const KindAdmin = "admin"
+
+// forward serves a request about a client another node holds there.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, b *broker.Broker, id string) (bool, error) {
+	body, err := h.readBody(w, r)
+	if err != nil {
+		return false, err
+	}
+	answer, held, err := b.Forward(r.Context(), id, KindAdmin, forward.Encode(r, body, ""))
+	if err != nil {
+		return false, Error{Code: http.StatusServiceUnavailable, Err: fmt.Errorf("asking the cluster about client %q: %w", id, err)}
+	}
+	if !held {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return false, nil
+	}
+	return true, forward.Write(w, answer)
+}
+
+// ServeForwarded serves an admin request another node forwarded about one of
+// b's clients (register it with Broker.HandleForwarded(KindAdmin, ...)).
+func ServeForwarded(b *broker.Broker, payload []byte) []byte {
+	h := &Handler{Lookup: func(string) (*broker.Broker, bool) { return b, true }}
+	return forward.Serve(payload, h.HTTPHandler())
 }
 
 // route matches the request path to a route. Path segments are unescaped one

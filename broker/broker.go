@@ -100,6 +100,9 @@ type Broker struct {
 
 	stats stats
 
+	node       string // this broker's name among a cluster's nodes
+	forwarders forwardHandlers
+
 	writersOnce sync.Once
 	writerPool  *writerPool
 	adopted     sync.WaitGroup // adopted connections not yet closed
@@ -121,6 +124,7 @@ type clientShard struct {
 func New(name string, p *Policy) *Broker {
 	b := &Broker{
 		name:  name,
+		node:  newClientID()[:12],
 		seed:  maphash.MakeSeed(),
 		index: newIndex(),
 		memo:  make(map[memoKey]bool),
@@ -157,6 +161,9 @@ func (b *Broker) UseTransport(t Transport) error {
 	from := Position{Epoch: b.deliveredEpoch, Position: b.deliveredPos}
 	b.pubMu.Unlock()
 	b.transport.Store(&t)
+	if cl, ok := t.(Cluster); ok {
+		cl.HandleForwarded(b.onForwarded)
+	}
 	return t.Start(b.deliver, from)
 }
 
@@ -410,6 +417,7 @@ func (b *Broker) SetSubscriptions(c *Client, topics []string) error {
 	}
 	return b.OnSubscribe.Trigger(&SubscribeEvent{Client: c, Topics: clean}, func(e *SubscribeEvent) error {
 		b.replaceSubscriptions(c, e.Topics)
+		b.shareSession(c, e.Topics, auth)
 		return nil
 	})
 }

@@ -26,6 +26,7 @@ const (
 	ReasonShutdown     = "shutdown"
 	ReasonAuthStale    = "auth_stale"   // its auth record changed in a way that can't be applied in place
 	ReasonQueuedBytes  = "queued_bytes" // among the largest queues when the broker passed max_queued_bytes
+	ReasonMoved        = "moved"        // it resumed on another node of the cluster
 )
 
 // EvictionReasons are the reasons a broker closes a stream on its own.

@@ -32,9 +32,17 @@ func resumable(reason string) bool {
 // keepSession remembers what c leaves behind; called once, as it is unregistered.
 func (b *Broker) keepSession(c *Client, topics []string, auth *Auth) {
 	window := b.Policy().ResumeWindow
-	if window <= 0 || !resumable(c.closeReason()) {
+	reason := c.closeReason()
+	if reason == ReasonMoved {
+		return // another node holds it now, and its session
+	}
+	if window <= 0 || !resumable(reason) {
+		if cl := b.Cluster(); cl != nil {
+			cl.DeleteSession(c.id)
+		}
 		return
 	}
+	b.shareSession(c, topics, auth)
 	s := &session{ip: c.ip, topics: topics, auth: auth, since: c.since}
 	st := &b.sessions
 	st.mu.Lock()
@@ -101,6 +109,11 @@ func (b *Broker) resumeCandidate(ip, lastEventID string) (*session, uint64) {
 	}
 	s := b.takeSession(id.ClientID, ip)
 	if s == nil {
+		s = b.takeSharedSession(id.ClientID, ip)
+	} else if cl := b.Cluster(); cl != nil {
+		cl.DeleteSession(id.ClientID)
+	}
+	if s == nil {
 		return nil, 0
 	}
 	from := id.Position
@@ -154,6 +167,7 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 		b.Disconnect(c, ReasonDisconnected)
 		return nil, false, nil
 	}
+	b.resumedHere(c)
 	return c, true, nil
 }
 

@@ -6,6 +6,7 @@ package handler
 import (
 	"bytes"
 	"errors"
+	"github.com/caddy-realtime/realtime/forward"
 	"net"
 	"net/http"
 	"time"
@@ -68,6 +69,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) clientIP(r *http.Request) string {
+	if ip := forward.ClientIP(r); ip != "" {
+		return ip // judged by the node the client's request reached
+	}
 	if h.ClientIP != nil {
 		if ip := h.ClientIP(r); ip != "" {
 			return ip

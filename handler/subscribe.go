@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-realtime/realtime/forward"
 	"io"
 	"mime"
 	"net/http"
@@ -66,6 +67,9 @@ func (h *Handler) serveSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	c, ok := h.Broker.Client(req.ClientID)
 	if !ok {
+		if h.forward(w, r, req) {
+			return
+		}
 		writeError(w, http.StatusNotFound, "Missing or invalid client id.", nil)
 		return
 	}
@@ -358,4 +362,33 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// KindSubscribe names forwarded subscription POSTs.
+const KindSubscribe = "subscribe"
+
+// forward hands a subscription POST for a client this node does not hold to
+// the cluster node that does, and writes its answer; false when no node holds it.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, req subscribeRequest) bool {
+	if forward.Forwarded(r) || h.Broker.Cluster() == nil {
+		return false
+	}
+	body, _ := json.Marshal(req)
+	answer, held, err := h.Broker.Forward(r.Context(), req.ClientID, KindSubscribe, forward.Encode(r, body, h.clientIP(r)))
+	if err != nil {
+		h.logger().Warn("forwarding a subscription POST", zap.String("client", req.ClientID), zap.Error(err))
+	}
+	if !held {
+		return false
+	}
+	if err := forward.Write(w, answer); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "The realtime cluster gave an unreadable answer.", nil)
+	}
+	return true
+}
+
+// ServeForwarded serves a subscription POST another node forwarded for one of
+// this node's clients (register it with Broker.HandleForwarded(KindSubscribe, ...)).
+func (h *Handler) ServeForwarded(_ *broker.Client, payload []byte) []byte {
+	return forward.Serve(payload, http.HandlerFunc(h.serveSubscribe))
 }

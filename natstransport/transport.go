@@ -67,6 +67,10 @@ type Transport struct {
 	// message's delivered count, no decoding).
 	pending sync.Map
 
+	forwarded  func(clientID string, req []byte) ([]byte, bool)
+	kv         atomic.Pointer[jetstream.KeyValue]
+	sessionOps chan sessionOp
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -87,6 +91,7 @@ func New(cfg Config) *Transport {
 	none := ""
 	t.epoch.Store(&none)
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.sessionOps = make(chan sessionOp, 4096)
 	return t
 }
 
@@ -126,7 +131,12 @@ func (t *Transport) Start(deliver func(*broker.Record), from broker.Position) er
 		return fmt.Errorf("JetStream: %w", err)
 	}
 	t.nc, t.js = nc, js
+	if err := t.listen(); err != nil {
+		nc.Close()
+		return fmt.Errorf("NATS subscription: %w", err)
+	}
 	go t.run()
+	go t.writeSessions()
 	return nil
 }
 
@@ -184,10 +194,6 @@ func (t *Transport) streamConfig() jetstream.StreamConfig {
 	if dup > age {
 		dup = age
 	}
-	storage := jetstream.FileStorage
-	if t.cfg.Memory {
-		storage = jetstream.MemoryStorage
-	}
 	maxBytes := t.cfg.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = -1
@@ -199,11 +205,18 @@ func (t *Transport) streamConfig() jetstream.StreamConfig {
 		Discard:            jetstream.DiscardOld,
 		MaxAge:             age,
 		MaxBytes:           maxBytes,
-		Storage:            storage,
+		Storage:            t.storage(),
 		Replicas:           t.cfg.Replicas,
 		Duplicates:         dup,
 		AllowAtomicPublish: true,
 	}
+}
+
+func (t *Transport) storage() jetstream.StorageType {
+	if t.cfg.Memory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
 }
 
 // run keeps the stream consumed: (re)creates the stream when missing, starts
@@ -231,10 +244,13 @@ func (t *Transport) run() {
 
 func (t *Transport) consume() error {
 	ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
+	defer cancel()
 	stream, err := t.js.CreateOrUpdateStream(ctx, t.streamConfig())
-	cancel()
 	if err != nil {
 		return fmt.Errorf("stream %q: %w", t.cfg.Stream, err)
+	}
+	if err := t.openSessions(ctx); err != nil {
+		t.cfg.Logger.Warn("the session bucket is unavailable: clients resume only on the node they left", zap.Error(err))
 	}
 	info := stream.CachedInfo()
 	epoch := broker.EpochOf(t.cfg.Stream + "\x00" + info.Created.UTC().Format(time.RFC3339Nano))

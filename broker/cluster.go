@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// Cluster is what a transport shared by several nodes offers beyond the
+// order: reaching the node that holds a client, and sessions every node can
+// resume. The broker uses it when its transport implements it.
+type Cluster interface {
+	// Forward sends req about the client id to the node holding its stream
+	// and returns that node's answer; held is false when no node holds it.
+	Forward(ctx context.Context, clientID string, req []byte) (resp []byte, held bool, err error)
+	// HandleForwarded sets what answers requests forwarded to this node
+	// about its clients (held false: not this node's client, say nothing).
+	HandleForwarded(fn func(clientID string, req []byte) (resp []byte, held bool))
+	// SaveSession stores what a client would need to resume on any node.
+	SaveSession(clientID string, s []byte)
+	// TakeSession removes and returns a stored session.
+	TakeSession(ctx context.Context, clientID string) ([]byte, bool)
+	// DeleteSession forgets a session (a client that may not resume).
+	DeleteSession(clientID string)
+}
+
+// Cluster is the broker's transport as a Cluster, or nil on a single node.
+func (b *Broker) Cluster() Cluster {
+	c, _ := b.Transport().(Cluster)
+	return c
+}
+
+// sharedSession is a session as the cluster stores it.
+type sharedSession struct {
+	IP     string   `json:"ip"`
+	Topics []string `json:"topics"`
+	Auth   *Auth    `json:"auth,omitempty"`
+	Epoch  string   `json:"epoch"`
+	Since  uint64   `json:"since"`
+}
+
+// shareSession stores c's session in the cluster (after a subscription
+// change, and when its stream ends), so a node other than this one can
+// resume it if this one dies.
+func (b *Broker) shareSession(c *Client, topics []string, auth *Auth) {
+	cl := b.Cluster()
+	if cl == nil || b.Policy().ResumeWindow <= 0 {
+		return
+	}
+	raw, err := json.Marshal(sharedSession{IP: c.ip, Topics: topics, Auth: auth, Epoch: b.Epoch(), Since: c.since})
+	if err == nil {
+		cl.SaveSession(c.id, raw)
+	}
+}
+
+// takeSharedSession takes a session another node stored.
+func (b *Broker) takeSharedSession(id, ip string) *session {
+	cl := b.Cluster()
+	if cl == nil {
+		return nil
+	}
+	raw, ok := cl.TakeSession(context.Background(), id)
+	if !ok {
+		return nil
+	}
+	var s sharedSession
+	if err := json.Unmarshal(raw, &s); err != nil || s.IP != ip {
+		return nil
+	}
+	if s.Epoch != b.Epoch() {
+		s.Since = 0
+	}
+	return &session{ip: s.IP, topics: s.Topics, auth: s.Auth, since: s.Since}
+}
+
+// ForwardHandler answers a request about c that another node forwarded.
+type ForwardHandler func(c *Client, payload []byte) []byte
+
+type forwardHandlers struct {
+	mu sync.RWMutex
+	m  map[string]ForwardHandler
+}
+
+// HandleForwarded sets what answers forwarded requests of kind (the root
+// package registers the subscription POST and the admin client routes).
+func (b *Broker) HandleForwarded(kind string, fn ForwardHandler) {
+	b.forwarders.mu.Lock()
+	defer b.forwarders.mu.Unlock()
+	if b.forwarders.m == nil {
+		b.forwarders.m = map[string]ForwardHandler{}
+	}
+	b.forwarders.m[kind] = fn
+}
+
+// kindMoved tells the node holding a client's old stream that the client
+// resumed elsewhere.
+const kindMoved = "moved"
+
+// Forward sends a request of kind about the client id to the node holding
+// it; held is false when no other node does (or on a single node).
+func (b *Broker) Forward(ctx context.Context, clientID, kind string, payload []byte) (resp []byte, held bool, err error) {
+	cl := b.Cluster()
+	if cl == nil {
+		return nil, false, nil
+	}
+	req := make([]byte, 0, len(kind)+len(b.node)+len(payload)+2)
+	req = append(append(append(append(append(req, kind...), 0), b.node...), 0), payload...)
+	return cl.Forward(ctx, clientID, req)
+}
+
+// onForwarded answers a forwarded request when this node holds the client.
+func (b *Broker) onForwarded(clientID string, req []byte) ([]byte, bool) {
+	kind, rest, ok1 := bytes.Cut(req, []byte{0})
+	origin, payload, ok2 := bytes.Cut(rest, []byte{0})
+	if !ok1 || !ok2 || string(origin) == b.node {
+		return nil, false
+	}
+	c, ok := b.Client(clientID)
+	if !ok {
+		return nil, false
+	}
+	if string(kind) == kindMoved {
+		b.Disconnect(c, ReasonMoved)
+		return []byte("moved"), true
+	}
+	b.forwarders.mu.RLock()
+	fn := b.forwarders.m[string(kind)]
+	b.forwarders.mu.RUnlock()
+	if fn == nil {
+		return nil, false
+	}
+	return fn(c, payload), true
+}
+
+// resumedHere shares a resumed client's session and ends its old stream if
+// another node still holds it.
+func (b *Broker) resumedHere(c *Client) {
+	if b.Cluster() == nil {
+		return
+	}
+	b.shareSession(c, c.Subscriptions(), c.Auth())
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, _, _ = b.Forward(ctx, c.id, kindMoved, nil)
+	}()
+}
