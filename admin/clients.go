@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/caddy-realtime/realtime/forward"
 	"net/http"
 	"strconv"
 	"time"
@@ -23,6 +24,7 @@ type clientInfo struct {
 	Auth          *authInfo `json:"auth"`
 	PendingBytes  int       `json:"pending_bytes"`
 	Delivered     uint64    `json:"delivered"`
+	Node          string    `json:"node,omitempty"` // the node holding its stream, on several nodes
 }
 
 type authInfo struct {
@@ -45,13 +47,18 @@ func describe(c *broker.Client) clientInfo {
 	if a := c.Auth(); a != nil {
 		info.Auth = &authInfo{ID: a.ID, Collection: a.Collection}
 	}
+	info.Node = c.Node()
 	return info
 }
 
 // listClients pages through the clients, oldest first: GET /realtime/clients?limit=&offset=.
 func (h *Handler) listClients(w http.ResponseWriter, r *http.Request, b *broker.Broker, _ params) error {
 	q := r.URL.Query()
-	limit, err := intParam(q.Get("limit"), "limit", DefaultLimit, 1, MaxLimit)
+	maxLimit := MaxLimit
+	if forward.Forwarded(r) {
+		maxLimit = -1 // another node merging pages asks for all it needs
+	}
+	limit, err := intParam(q.Get("limit"), "limit", DefaultLimit, 1, maxLimit)
 	if err != nil {
 		return err
 	}
@@ -59,6 +66,10 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request, b *broker.
 	if err != nil {
 		return err
 	}
+	if clusterWide(r, b) {
+		return listClusterClients(w, r, b, offset, limit)
+	}
+	w.Header().Set(nodeHeader, b.Node())
 	all := b.Clients()
 	page := all[min(offset, len(all)):min(offset+limit, len(all))]
 	out := make([]clientInfo, len(page))
@@ -114,6 +125,10 @@ func (h *Handler) deleteClient(w http.ResponseWriter, _ *http.Request, b *broker
 }
 
 // getStats reports the broker's counters: GET /realtime/stats.
-func (h *Handler) getStats(w http.ResponseWriter, _ *http.Request, b *broker.Broker, _ params) error {
+func (h *Handler) getStats(w http.ResponseWriter, r *http.Request, b *broker.Broker, _ params) error {
+	if clusterWide(r, b) {
+		return clusterStats(w, r, b)
+	}
+	w.Header().Set(nodeHeader, b.Node())
 	return writeJSON(w, b.Stats())
 }

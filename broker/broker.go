@@ -163,6 +163,7 @@ func (b *Broker) UseTransport(t Transport) error {
 	b.transport.Store(&t)
 	if cl, ok := t.(Cluster); ok {
 		cl.HandleForwarded(b.onForwarded)
+		cl.HandleGather(b.onGather)
 	}
 	return t.Start(b.deliver, from)
 }

@@ -24,6 +24,11 @@ type Cluster interface {
 	TakeSession(ctx context.Context, clientID string) ([]byte, bool)
 	// DeleteSession forgets a session (a client that may not resume).
 	DeleteSession(clientID string)
+	// Gather sends req to every node (this one too) and returns the answers
+	// that arrive within a short wait.
+	Gather(ctx context.Context, req []byte) [][]byte
+	// HandleGather sets what answers gathered requests on this node.
+	HandleGather(fn func(req []byte) []byte)
 }
 
 // Cluster is the broker's transport as a Cluster, or nil on a single node.
@@ -94,6 +99,35 @@ func (b *Broker) HandleForwarded(kind string, fn ForwardHandler) {
 	b.forwarders.m[kind] = fn
 }
 
+// Gather asks every node's broker of the cluster (this one too) a request of
+// kind and returns their answers; nil on a single node.
+func (b *Broker) Gather(ctx context.Context, kind string, payload []byte) [][]byte {
+	cl := b.Cluster()
+	if cl == nil {
+		return nil
+	}
+	req := make([]byte, 0, len(kind)+len(payload)+1)
+	return cl.Gather(ctx, append(append(append(req, kind...), 0), payload...))
+}
+
+// onGather answers a gathered request with the handler of its kind.
+func (b *Broker) onGather(req []byte) []byte {
+	kind, payload, ok := bytes.Cut(req, []byte{0})
+	if !ok {
+		return nil
+	}
+	b.forwarders.mu.RLock()
+	fn := b.forwarders.m[string(kind)]
+	b.forwarders.mu.RUnlock()
+	if fn == nil {
+		return nil
+	}
+	return fn(nil, payload)
+}
+
+// Node names this broker among the cluster's nodes.
+func (b *Broker) Node() string { return b.node }
+
 // kindMoved tells the node holding a client's old stream that the client
 // resumed elsewhere.
 const kindMoved = "moved"
@@ -146,4 +180,12 @@ func (b *Broker) resumedHere(c *Client) {
 		defer cancel()
 		_, _, _ = b.Forward(ctx, c.id, kindMoved, nil)
 	}()
+}
+
+// Node names the node holding c's stream on several nodes ("" on one).
+func (c *Client) Node() string {
+	if c.broker.Cluster() == nil {
+		return ""
+	}
+	return c.broker.node
 }

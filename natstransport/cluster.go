@@ -158,3 +158,52 @@ func (t *Transport) TakeSession(ctx context.Context, clientID string) ([]byte, b
 }
 
 var _ broker.Cluster = (*Transport)(nil)
+
+// HandleGather sets what answers gathered requests; set it before Start.
+func (t *Transport) HandleGather(fn func(req []byte) []byte) { t.gathered = fn }
+
+func (t *Transport) gatherSubject() string { return rpcPrefix + t.cfg.Stream + "._nodes" }
+
+func (t *Transport) listenGather() error {
+	_, err := t.nc.Subscribe(t.gatherSubject(), func(m *nats.Msg) {
+		fn := t.gathered
+		if fn == nil || m.Reply == "" {
+			return
+		}
+		go func() {
+			if resp := fn(m.Data); resp != nil {
+				_ = m.Respond(resp)
+			}
+		}()
+	})
+	return err
+}
+
+// gatherWait is how long Gather collects answers.
+const gatherWait = 300 * time.Millisecond
+
+// Gather publishes req to every node and collects the answers for gatherWait.
+func (t *Transport) Gather(ctx context.Context, req []byte) [][]byte {
+	if t.nc == nil || !t.nc.IsConnected() {
+		return nil
+	}
+	inbox := t.nc.NewRespInbox()
+	sub, err := t.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil
+	}
+	defer sub.Unsubscribe()
+	if err := t.nc.PublishRequest(t.gatherSubject(), inbox, req); err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, gatherWait)
+	defer cancel()
+	var out [][]byte
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return out
+		}
+		out = append(out, m.Data)
+	}
+}

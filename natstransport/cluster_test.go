@@ -177,3 +177,47 @@ func TestClusterForwardingAndResume(t *testing.T) {
 		t.Fatalf("live frame after the resume: %v", f)
 	}
 }
+
+// GET /realtime/clients and /realtime/stats on any node show the whole
+// cluster; ?scope=node shows one node.
+func TestClusterListsAndStats(t *testing.T) {
+	port := freePort(t)
+	runServer(t, port, t.TempDir())
+	a, b := startClusterNode(t, port), startClusterNode(t, port)
+	openStream(t, a.endpoint.URL, "").next(t)
+	openStream(t, a.endpoint.URL, "").next(t)
+	openStream(t, b.endpoint.URL, "").next(t)
+	get := func(url string) map[string]any {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+		}
+		return v
+	}
+	list := get(b.admin.URL + "/realtime/clients")
+	clients, _ := list["clients"].([]any)
+	if list["total"] != 3.0 || len(clients) != 3 || list["nodes"] != 2.0 {
+		t.Errorf("cluster list: %v", list)
+	}
+	nodes := map[any]int{}
+	for _, c := range clients {
+		nodes[c.(map[string]any)["node"]]++
+	}
+	if nodes[a.b.Node()] != 2 || nodes[b.b.Node()] != 1 {
+		t.Errorf("clients by node: %v", nodes)
+	}
+	if one := get(b.admin.URL + "/realtime/clients?scope=node"); one["total"] != 1.0 {
+		t.Errorf("scope=node list: %v", one)
+	}
+	stats := get(a.admin.URL + "/realtime/stats")
+	byNode, _ := stats["nodes"].(map[string]any)
+	if len(byNode) != 2 || stats["clients"] != 3.0 {
+		t.Errorf("cluster stats: clients %v, nodes %d: %v", stats["clients"], len(byNode), stats)
+	}
+}

@@ -68,6 +68,7 @@ type Transport struct {
 	pending sync.Map
 
 	forwarded  func(clientID string, req []byte) ([]byte, bool)
+	gathered   func(req []byte) []byte
 	kv         atomic.Pointer[jetstream.KeyValue]
 	sessionOps chan sessionOp
 
@@ -131,7 +132,7 @@ func (t *Transport) Start(deliver func(*broker.Record), from broker.Position) er
 		return fmt.Errorf("JetStream: %w", err)
 	}
 	t.nc, t.js = nc, js
-	if err := t.listen(); err != nil {
+	if err := errors.Join(t.listen(), t.listenGather()); err != nil {
 		nc.Close()
 		return fmt.Errorf("NATS subscription: %w", err)
 	}
