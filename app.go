@@ -45,7 +45,7 @@ type brokerPolicy struct {
 
 	transport    TransportModule
 	transportKey string
-	endpoint     *handler.Handler // serves subscription POSTs forwarded by other nodes
+	endpoint     *handler.Handler  // serves subscription POSTs forwarded by other nodes
 	prevTrans    *runningTransport // set when Start replaced the transport
 }
 

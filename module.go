@@ -128,8 +128,8 @@ type Handler struct {
 	transport TransportModule
 	broker    *broker.Broker
 	authn     *auth.Authenticator
-	handler *handler.Handler
-	logger  *zap.Logger
+	handler   *handler.Handler
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
