@@ -88,5 +88,8 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request, b *broker.
 // unavailable answers a publish the transport could not take (NATS down, no
 // acknowledgement): 503, and nothing was published.
 func unavailable(err error) error {
+	if errors.Is(err, broker.ErrBatchTooLarge) {
+		return Error{Code: http.StatusBadRequest, Err: err}
+	}
 	return Error{Code: http.StatusServiceUnavailable, Err: fmt.Errorf("not published: %w", err)}
 }

@@ -2,8 +2,13 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrBatchTooLarge is wrapped by a transport refusing a batch it cannot
+// publish all or none: the request is at fault, not the transport.
+var ErrBatchTooLarge = errors.New("too many records in one publish")
 
 // Position is a place in an order: the position of a record in an epoch.
 type Position struct {

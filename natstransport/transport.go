@@ -404,7 +404,7 @@ func encode(r *broker.Record) ([]byte, error) {
 const maxBatch = 1000
 
 // ErrBatchTooLarge refuses a batch JetStream cannot publish atomically.
-var ErrBatchTooLarge = fmt.Errorf("more than %d events in one request cannot be published atomically on NATS JetStream; split the batch", maxBatch)
+var ErrBatchTooLarge = fmt.Errorf("%w: more than %d events in one request cannot be published atomically on NATS JetStream; split the batch", broker.ErrBatchTooLarge, maxBatch)
 
 // Publish appends recs to the stream, all or none: one record with a plain
 // acknowledged publish, several as one JetStream atomic batch. An event's id
