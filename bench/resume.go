@@ -53,7 +53,11 @@ type ResumeBench struct {
 	Bins    Bins
 	WorkDir string
 	Log     io.Writer
-	Records []RunRecord // Workload is the mode
+	// ServerProfile, when set, is where the first resume storm's CPU profile
+	// of the server goes (its admin /debug/pprof/profile, ProfileFor long).
+	ServerProfile string
+	ProfileFor    time.Duration
+	Records       []RunRecord // Workload is the mode
 }
 
 // RunAll runs P.Runs of each mode, alternating.
@@ -156,6 +160,14 @@ func (rb *ResumeBench) storm(b *Bench, resume bool, m Metrics) error {
 	}
 	fine := StartSampler(s.srv.PID, 50*time.Millisecond)
 	c0, p0, self0 := s.lg.Counters(), mustProc(s.srv.PID), mustProc(selfPID)
+	profiled := make(chan error, 1)
+	if resume && rb.ServerProfile != "" {
+		path := rb.ServerProfile
+		rb.ServerProfile = ""
+		go func() { profiled <- s.srv.CPUProfile(path, rb.ProfileFor) }()
+	} else {
+		profiled <- nil
+	}
 	g := s.lg.Connect(&storm, n)
 	finished := waitStorm(g, resume, p.Timeout)
 	p1, self1 := mustProc(s.srv.PID), mustProc(selfPID)
@@ -195,6 +207,9 @@ func (rb *ResumeBench) storm(b *Bench, resume bool, m Metrics) error {
 		}
 	}
 
+	if err := <-profiled; err != nil {
+		b.note("server CPU profile: %v", err)
+	}
 	// Whatever else arrives (it should be nothing) counts as extra deliveries.
 	drainDeliveries(s.lg, time.Second, 10*time.Second)
 	c1 := s.lg.Counters()

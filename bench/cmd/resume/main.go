@@ -30,6 +30,8 @@ func main() {
 	runs := flag.Int("runs", 0, "runs of each mode, alternating (default 1)")
 	params := flag.String("set", "", "override sizes, e.g. -set Clients=2000,Missed=500 (see bench.ResumeParams)")
 	skipBuild := flag.Bool("skip-build", false, "use bench/.work/caddy as built last time")
+	profile := flag.String("server-cpuprofile", "", "save the server's CPU profile of the first resume storm here")
+	profileFor := flag.Duration("profile-for", 20*time.Second, "length of -server-cpuprofile")
 	heap := flag.Bool("heap", true, "also run BenchmarkMemoryTransportHeap (./broker) for the log's memory per MiB")
 	flag.Parse()
 
@@ -54,7 +56,7 @@ func main() {
 	load := loadAvg()
 	start := time.Now()
 	rb := &bench.ResumeBench{P: p, WorkDir: filepath.Join(work, "run"), Log: os.Stderr,
-		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy")}}
+		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy")}, ServerProfile: *profile, ProfileFor: *profileFor}
 	if !*skipBuild {
 		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
 		if err := run(root, os.Stderr, "go", "build", "-o", rb.Bins.Caddy, "./cmd/caddy"); err != nil {
