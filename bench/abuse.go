@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -84,26 +83,7 @@ func AbuseQuick() AbuseParams {
 }
 
 // Set overrides fields from "Name=value,..." as Params.Set does.
-func (p *AbuseParams) Set(spec string) error {
-	v := reflect.ValueOf(p).Elem()
-	for _, kv := range strings.Split(spec, ",") {
-		if kv = strings.TrimSpace(kv); kv == "" {
-			continue
-		}
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok {
-			return fmt.Errorf("param %q: want Name=value", kv)
-		}
-		f := v.FieldByName(name)
-		if !f.IsValid() {
-			return fmt.Errorf("no param %q", name)
-		}
-		if err := setField(f, val); err != nil {
-			return fmt.Errorf("param %s: %w", name, err)
-		}
-	}
-	return nil
-}
+func (p *AbuseParams) Set(spec string) error { return setParams(p, spec) }
 
 // Attack is one replay of issue 9.
 type Attack struct {

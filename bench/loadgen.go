@@ -71,7 +71,27 @@ type ConnSpec struct {
 	MaxInflight int       // connects in progress at once over all loops; 0 = 512
 	SourceIPs   [][4]byte // bind connection i (and its POSTs) to SourceIPs[i%len]; empty = kernel's choice
 
+	// Resume (ours): connection i sends Last-Event-ID: LastEventIDs[i] when
+	// it is not empty; a PB_CONNECT saying "resumed":true subscribes it
+	// without a POST, "resumed":false is a reset (it POSTs as a new client).
+	LastEventIDs []string
+	KeepLastID   bool  // remember the id of the last frame each connection got (LoadGen.LastEventIDs)
+	WantEvents   int64 // a connection is complete once it got this many stamped events; 0 = never
+
 	getRequest []byte
+}
+
+// request is the GET connection i sends.
+func (s *ConnSpec) request(i int) []byte {
+	if i >= len(s.LastEventIDs) || s.LastEventIDs[i] == "" {
+		return s.getRequest
+	}
+	head := s.getRequest[:len(s.getRequest)-2] // without the blank line
+	r := make([]byte, 0, len(s.getRequest)+len(s.LastEventIDs[i])+17)
+	r = append(r, head...)
+	r = append(r, "Last-Event-ID: "...)
+	r = append(r, s.LastEventIDs[i]...)
+	return append(r, "\r\n\r\n"...)
 }
 
 func (s *ConnSpec) build(host string) {
@@ -100,6 +120,10 @@ type ConnGroup struct {
 	subscribed atomic.Int64
 	failed     atomic.Int64
 	lastSubAt  atomic.Int64
+	resumed    atomic.Int64 // PB_CONNECT said "resumed":true
+	resets     atomic.Int64 // sent Last-Event-ID, PB_CONNECT said "resumed":false
+	complete   atomic.Int64 // got WantEvents stamped events
+	lastDoneAt atomic.Int64 // when the last of them completed
 
 	mu         sync.Mutex
 	connectLat *Histogram
@@ -115,6 +139,11 @@ func (g *ConnGroup) subscribedOne(c *subConn, latency int64) {
 	g.lastSubAt.Store(nowNano())
 	g.subscribed.Add(1)
 	g.checkDone()
+}
+
+func (g *ConnGroup) completedOne() {
+	g.lastDoneAt.Store(nowNano())
+	g.complete.Add(1)
 }
 
 func (g *ConnGroup) failedOne(why string) {
@@ -163,6 +192,9 @@ type GroupStats struct {
 	ConnectP50, P99, Max  time.Duration
 	Failures, Drops       map[string]int
 	StallDrops            int
+
+	Resumed, Resets, Complete int
+	Completed                 time.Duration // start to the last connection's WantEvents-th event
 }
 
 // Stats is a snapshot of the group's counters.
@@ -178,6 +210,10 @@ func (g *ConnGroup) Stats() GroupStats {
 	}
 	if last := g.lastSubAt.Load(); last > 0 {
 		s.Elapsed = time.Duration(last - g.started.UnixNano())
+	}
+	s.Resumed, s.Resets, s.Complete = int(g.resumed.Load()), int(g.resets.Load()), int(g.complete.Load())
+	if last := g.lastDoneAt.Load(); last > 0 {
+		s.Completed = time.Duration(last - g.started.UnixNano())
 	}
 	return s
 }
@@ -275,6 +311,20 @@ func (lg *LoadGen) StalledPorts(g *ConnGroup) (ports []int, gone int) {
 		}
 	})
 	return ports, gone
+}
+
+// LastEventIDs is, by connection index, the id of the last frame each
+// connection of g received (spec.KeepLastID); "" for one that got none.
+func (lg *LoadGen) LastEventIDs(g *ConnGroup) []string {
+	ids := make([]string, g.n)
+	lg.eachLoop(func(l *loop) {
+		for _, c := range l.subs {
+			if c.g == g && len(c.lastID) > 0 {
+				ids[c.index] = string(c.lastID) // distinct indexes: no two loops write one element
+			}
+		}
+	})
+	return ids
 }
 
 func (lg *LoadGen) eachLoop(f func(l *loop)) {

@@ -12,7 +12,10 @@ import (
 
 // Set overrides fields of p from "Name=value,Name=value" (durations as 30s,
 // lists as 1000/5000), for one-off experiments.
-func (p *Params) Set(spec string) error {
+func (p *Params) Set(spec string) error { return setParams(p, spec) }
+
+// setParams overrides fields of the struct p points to from "Name=value,...".
+func setParams(p any, spec string) error {
 	v := reflect.ValueOf(p).Elem()
 	for _, kv := range strings.Split(spec, ",") {
 		if kv = strings.TrimSpace(kv); kv == "" {

@@ -435,6 +435,32 @@ func (s *Server) Stats() (map[string]any, error) {
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
+// CPUProfile saves a Caddy server's CPU profile of the next d to path
+// (the admin endpoint's /debug/pprof/profile).
+func (s *Server) CPUProfile(path string, d time.Duration) error {
+	secs := max(int(d.Seconds()), 1)
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.AdminAddr, secs), nil)
+	req.Header.Set("Origin", "http://"+s.AdminAddr)
+	c := http.Client{Timeout: time.Duration(secs)*time.Second + 30*time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s answered %d", req.URL, resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {

@@ -37,7 +37,10 @@ const (
 	closeReset = "reset"
 )
 
-var pbConnect = []byte("PB_CONNECT")
+var (
+	pbConnect = []byte("PB_CONNECT")
+	resumedOK = []byte(`"resumed":true`)
+)
 
 // subConn is one SSE subscriber: a non-blocking socket, an incremental
 // parser, and the per-publisher order and loss bookkeeping.
@@ -60,6 +63,7 @@ type subConn struct {
 	sse    sseParser
 
 	clientID string
+	lastID   []byte // id of the last frame received (spec.KeepLastID)
 	wbuf     []byte
 	tracks   []pubTrack // by publisher id
 	received int64
@@ -109,7 +113,7 @@ func (c *subConn) handle(ev uint32) {
 				}
 			}
 		}
-		c.write(c.g.spec.getRequest)
+		c.write(c.g.spec.request(c.index))
 		if c.state == stClosed {
 			return
 		}
@@ -222,9 +226,21 @@ func (c *subConn) body(p []byte) {
 }
 
 func (c *subConn) onEvent(event, id, data []byte) {
+	spec := c.g.spec
+	if spec.KeepLastID && len(id) > 0 {
+		c.lastID = append(c.lastID[:0], id...)
+	}
 	if c.clientID == "" && bytes.Equal(event, pbConnect) {
 		c.clientID = string(id)
 		c.g.connected.Add(1)
+		if c.index < len(spec.LastEventIDs) && spec.LastEventIDs[c.index] != "" {
+			if bytes.Contains(data, resumedOK) {
+				c.g.resumed.Add(1)
+				c.subscribed() // the server restored its subscriptions
+				return
+			}
+			c.g.resets.Add(1)
+		}
 		c.postSubscription(tagSubscribe)
 		return
 	}
@@ -245,6 +261,9 @@ func (c *subConn) track(pub int, seq, ts int64) {
 	st.hist.Record(lat)
 	st.delivered++
 	c.received++
+	if c.received == c.g.spec.WantEvents {
+		c.g.completedOne()
+	}
 	if st.events != nil {
 		st.events.record(pub, seq, lat)
 	}

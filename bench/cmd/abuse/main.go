@@ -56,7 +56,7 @@ func main() {
 		return
 	}
 
-	root, err := repoRoot()
+	root, err := bench.RepoRoot()
 	if err != nil {
 		fail(err)
 	}
@@ -84,7 +84,7 @@ func main() {
 	}
 
 	ab.Bins = bench.Bins{Caddy: filepath.Join(work, "caddy"), PocketBase: filepath.Join(root, "e2e", ".peer", "base")}
-	stamp := treeState(root)
+	stamp := bench.TreeState(root)
 	switch {
 	case *caddy != "":
 		abs, err := filepath.Abs(*caddy)
@@ -149,39 +149,6 @@ func outDir(dir string) string {
 		dir = filepath.Join(wd, dir)
 	}
 	return dir
-}
-
-// repoRoot is the directory holding the main module's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(b), "module github.com/caddy-realtime/realtime\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("run from inside the caddy-realtime repository")
-		}
-		dir = parent
-	}
-}
-
-// treeState is the commit measured, +dirty when tracked files outside bench/ differ from it.
-func treeState(root string) string {
-	head, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	state := strings.TrimSpace(string(head))
-	st, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench").Output()
-	if len(strings.TrimSpace(string(st))) > 0 {
-		state += "+dirty"
-	}
-	return state
 }
 
 func set(csv string) map[string]bool {

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -35,7 +34,7 @@ func main() {
 	skipBuild := flag.Bool("skip-build", false, "use the binaries already in bench/.work and e2e/.peer")
 	flag.Parse()
 
-	root, err := repoRoot()
+	root, err := bench.RepoRoot()
 	if err != nil {
 		fail(err)
 	}
@@ -97,7 +96,7 @@ func main() {
 	res := bench.BuildResults(b.Records, b.P, b.Runs, mode)
 	res.Command = "go run ./bench/cmd/bench " + strings.Join(os.Args[1:], " ")
 	res.TotalSeconds = time.Since(start).Seconds()
-	res.Commit = treeState(root)
+	res.Commit = bench.TreeState(root)
 	dir := outDir(*out)
 	if err := res.Write(dir); err != nil {
 		fail(err)
@@ -112,40 +111,6 @@ func outDir(dir string) string {
 		dir = filepath.Join(wd, dir)
 	}
 	return dir
-}
-
-// repoRoot is the directory holding the main module's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(b), "module github.com/caddy-realtime/realtime\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("run bench from inside the caddy-realtime repository")
-		}
-		dir = parent
-	}
-}
-
-// treeState is the commit measured, marked +dirty when tracked files outside
-// bench/ differ from it (our Caddy is built from the working tree).
-func treeState(root string) string {
-	head, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	state := strings.TrimSpace(string(head))
-	st, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench").Output()
-	if len(strings.TrimSpace(string(st))) > 0 {
-		state += "+dirty"
-	}
-	return state
 }
 
 // raiseFileLimit lifts the soft open-files limit to the hard one; servers
