@@ -234,3 +234,55 @@ func TestCaddyfileAccessErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCaddyfileTransport(t *testing.T) {
+	h, err := adaptHandler(t, `realtime {
+		transport nats nats://10.0.0.1:4222 nats://10.0.0.2:4222 {
+			stream   rt
+			replicas 3
+			storage  memory
+			max_bytes 1GiB
+			token    secret
+			user     caddy pw
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(h["transport"])
+	want := `{"max_bytes":1073741824,"password":"pw","protocol":"nats","replicas":3,"storage":"memory","stream":"rt","token":"secret","urls":["nats://10.0.0.1:4222","nats://10.0.0.2:4222"],"user":"caddy"}`
+	if string(got) != want {
+		t.Errorf("transport JSON\n got %s\nwant %s", got, want)
+	}
+	if h, err = adaptHandler(t, "realtime {\n transport memory\n}"); err != nil || h["transport"].(map[string]any)["protocol"] != "memory" {
+		t.Errorf("transport memory: %v %v", h["transport"], err)
+	}
+	for _, tt := range []struct{ directive, want string }{
+		{"transport", "expected memory or nats"},
+		{"transport kafka", `unknown transport "kafka"`},
+		{"transport memory extra", "unexpected argument"},
+		{"transport nats {\n bogus 1\n}", `unrecognized subdirective "bogus"`},
+		{"transport nats {\n user onlyname\n}", "expected a name and a password"},
+		{"transport nats {\n tls {\n pem x\n }\n}", `tls: unrecognized "pem"`},
+	} {
+		_, err := adaptHandler(t, "realtime {\n"+tt.directive+"\n}")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want it to mention %q", tt.directive, err, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		n    NATSTransport
+		want string
+	}{
+		{NATSTransport{Storage: "disk"}, "storage must be file or memory"},
+		{NATSTransport{Replicas: 7}, "replicas must be 1 to 5"},
+		{NATSTransport{URLs: []string{"10.0.0.1:4222"}}, "is not a URL"},
+		{NATSTransport{Stream: "a.b"}, "must not contain"},
+		{NATSTransport{TLS: &NATSTLS{Cert: "c.pem"}}, "both cert and key"},
+		{NATSTransport{TLS: &NATSTLS{CA: "/nonexistent/ca.pem"}}, "tls ca"},
+	} {
+		if err := tt.n.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: Validate() = %v, want %q", tt.n, err, tt.want)
+		}
+	}
+}
