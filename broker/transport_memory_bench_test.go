@@ -67,7 +67,7 @@ func logHeap(b *testing.B, size, held int) (heapPerMiB, estPerMiB float64) {
 	runtime.GC()
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
-	records, estimate := br.transport.Held()
+	records, estimate := br.Transport().(*MemoryTransport).Held()
 	if records == 0 {
 		b.Fatal("the log kept nothing")
 	}
