@@ -1,0 +1,245 @@
+// A real PocketBase v0.40.4 running integrations/pocketbase/pb_hooks (realtime.pb.js) feeds our
+// Caddy, whose realtime block comes from `caddy realtime import-pocketbase`. The same SDK code
+// subscribes on both servers as a guest and as two users holding PocketBase-issued tokens; every
+// action goes through PocketBase's REST API once; then who received what on our Caddy must equal
+// what PocketBase's own realtime delivered. A second phase takes Caddy away from the hook (a proxy
+// holds the admin connections) and checks that PocketBase's requests still succeed and that the
+// queued events reach our clients once, when Caddy is back.
+import "../lib/setup.js";
+import test from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+import PocketBase from "pocketbase";
+import { PocketBaseServer, CaddyServer, E2E_DIR, USER_PASSWORD } from "../diff/servers.js";
+import { startProxy } from "../lib/proxy.js";
+import { waitFor, freePorts, delay } from "../lib/util.js";
+
+const execFileP = promisify(execFile);
+const HOOKS_DIR = path.resolve(E2E_DIR, "..", "integrations", "pocketbase", "pb_hooks");
+const CADDY_BIN = process.env.E2E_CADDY_BIN || path.join(E2E_DIR, ".bin", "caddy");
+const MAX_EVENT_BYTES = 64 * 1024;
+const OWNER_RULE = "status = 'published' || author = @request.auth.id";
+
+/** JSON with object keys sorted, so equal records compare equal as text. */
+function canon(v) {
+	if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
+	if (v && typeof v === "object") {
+		return `{${Object.keys(v)
+			.sort()
+			.map((k) => `${JSON.stringify(k)}:${canon(v[k])}`)
+			.join(",")}}`;
+	}
+	return JSON.stringify(v);
+}
+
+test("PocketBase + realtime.pb.js + imported rules: our Caddy delivers what PocketBase's realtime delivers", { timeout: 60_000 }, async (t) => {
+	const [port, adminPort] = await freePorts(2);
+	const proxy = await startProxy(adminPort); // the hook's way to Caddy's admin API; cut() takes Caddy away
+	const pb = new PocketBaseServer();
+	const caddy = new CaddyServer();
+	const sdkClients = [];
+	t.after(async () => {
+		for (const c of sdkClients) {
+			c.realtime.onDisconnect = undefined;
+			c.realtime.subscriptions = {};
+			try {
+				c.realtime.disconnect();
+			} catch {}
+		}
+		await caddy.stop();
+		await pb.stop();
+		await proxy.close();
+	});
+
+	await pb.start({
+		hooksDir: HOOKS_DIR,
+		env: {
+			REALTIME_ADMIN_URL: proxy.url,
+			REALTIME_TIMEOUT: "1",
+			REALTIME_MAX_EVENT_BYTES: String(MAX_EVENT_BYTES),
+			REALTIME_SKIP_COLLECTIONS: "_authOrigins",
+		},
+	});
+	await pb.rest("PATCH", "/api/settings", { logs: { maxDays: 1 }, batch: { enabled: true, maxRequests: 50 } }); // logs: the hook's warnings are asserted below
+
+	// Schema, through PocketBase's REST API as a superuser.
+	const users = await pb.rest("GET", "/api/collections/users");
+	await pb.rest("POST", "/api/collections", {
+		name: "posts",
+		type: "base",
+		fields: [
+			{ name: "title", type: "text" },
+			{ name: "status", type: "text" },
+			{ name: "author", type: "relation", collectionId: users.id, maxSelect: 1 },
+			{ name: "secret", type: "text", hidden: true },
+			{ name: "body", type: "editor" },
+		],
+		listRule: OWNER_RULE,
+		viewRule: OWNER_RULE,
+		createRule: "@request.auth.id != ''",
+		updateRule: "author = @request.auth.id",
+		deleteRule: "author = @request.auth.id",
+	});
+	await pb.rest("POST", "/api/collections", { name: "sentinel", type: "base", fields: [{ name: "n", type: "number" }], listRule: "", viewRule: "" });
+
+	// Our Caddy, before any record changes (the hook would queue them and deliver them late), with the realtime block the import command prints for this PocketBase.
+	const { stdout: block } = await execFileP(CADDY_BIN, ["realtime", "import-pocketbase", "--url", pb.url], {
+		env: { ...process.env, POCKETBASE_TOKEN: pb.superToken },
+	});
+	assert.match(block, new RegExp(`url ${pb.url}/api/collections/users/auth-refresh`));
+	await caddy.start(
+		() => `{
+	admin 127.0.0.1:${adminPort} {
+		origins 127.0.0.1:${adminPort} 127.0.0.1:${proxy.port}
+	}
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:${port} {
+${block}
+}
+`,
+		{ ports: [port, adminPort] },
+	);
+
+	// Users sign up and sign in through PocketBase.
+	const signUp = async (name) => {
+		const email = `${name}@example.com`;
+		await pb.rest("POST", "/api/collections/users/records", { email, name, password: USER_PASSWORD, passwordConfirm: USER_PASSWORD }, { token: null });
+		const auth = await pb.rest("POST", "/api/collections/users/auth-with-password", { identity: email, password: USER_PASSWORD }, { token: null });
+		return { id: auth.record.id, token: auth.token, record: auth.record };
+	};
+	const ann = await signUp("ann");
+	const bob = await signUp("bob");
+	const as = (who) => ({ token: who.token });
+	const seed = await pb.rest("POST", "/api/collections/posts/records", { title: "seed", status: "published", author: ann.id }, as(ann));
+
+	// The same SDK code on both servers, for a guest, Ann and Bob.
+	const who = { guest: null, ann, bob };
+	const got = { pocketbase: {}, caddy: {} };
+	for (const [server, url] of [
+		["pocketbase", pb.url],
+		["caddy", caddy.url],
+	]) {
+		for (const [name, auth] of Object.entries(who)) {
+			const c = new PocketBase(url);
+			c.autoCancellation(false);
+			sdkClients.push(c);
+			if (auth) c.authStore.save(auth.token, auth.record);
+			const events = (got[server][name] = []);
+			const on = (topic) => (e) => events.push({ topic, action: e.action, record: e.record, line: `${topic} ${e.action} ${canon(e.record)}` });
+			await c.collection("posts").subscribe("*", on("posts/*"));
+			await c.collection("posts").subscribe(seed.id, on("posts/SEED"));
+			await c.collection("posts").subscribe("*", on("posts/* title~b"), { filter: "title ~ 'b'" });
+			await c.collection("users").subscribe("*", on("users/*"));
+			await c.collection("sentinel").subscribe("*", on("sentinel/*"));
+		}
+	}
+
+	// A phase ends when every client of the given servers has seen a sentinel, created twice:
+	// PocketBase sends each message from its own goroutine, so one could overtake earlier ones.
+	let sentinel = 0;
+	const settle = async (servers = ["pocketbase", "caddy"]) => {
+		for (let i = 0; i < 2; i++) {
+			const n = ++sentinel;
+			await pb.rest("POST", "/api/collections/sentinel/records", { n });
+			await waitFor(
+				() => servers.every((s) => Object.values(got[s]).every((evs) => evs.some((e) => e.topic === "sentinel/*" && e.record.n === n))),
+				15_000,
+				() => `sentinel ${n} on ${servers.join(" and ")}: ` + JSON.stringify(Object.fromEntries(servers.map((s) => [s, Object.fromEntries(Object.entries(got[s]).map(([k, v]) => [k, v.length]))]))),
+			);
+		}
+	};
+	const compare = (phase, { exclude = () => false } = {}) => {
+		for (const name of Object.keys(who)) {
+			const theirs = got.pocketbase[name].filter((e) => !exclude(e)).map((e) => e.line).sort();
+			const ours = got.caddy[name].filter((e) => !exclude(e)).map((e) => e.line).sort();
+			assert.deepEqual(ours, theirs, `${phase}: ${name} on our Caddy (actual) vs PocketBase's realtime (expected)`);
+		}
+	};
+
+	t.diagnostic("clients subscribed");
+	// Phase 1: record changes of every kind, by their owners and by a superuser.
+	const p1 = await pb.rest("POST", "/api/collections/posts/records", { title: "hello", status: "published", author: ann.id, secret: "s1" }, as(ann));
+	const d1 = await pb.rest("POST", "/api/collections/posts/records", { title: "ann's draft", status: "draft", author: ann.id }, as(ann));
+	const d2 = await pb.rest("POST", "/api/collections/posts/records", { title: "bob's draft", status: "draft", author: bob.id }, as(bob));
+	await pb.rest("PATCH", `/api/collections/posts/records/${d1.id}`, { status: "published" }, as(ann));
+	await pb.rest("PATCH", `/api/collections/posts/records/${p1.id}`, { status: "draft" }, as(ann));
+	await pb.rest("PATCH", `/api/collections/posts/records/${seed.id}`, { title: "seed, bumped" }, as(ann));
+	await pb.rest("PATCH", `/api/collections/users/records/${ann.id}`, { name: "Ann B." }, as(ann));
+	await pb.rest("POST", "/api/collections/users/records", { email: "carol@example.com", password: USER_PASSWORD, passwordConfirm: USER_PASSWORD }); // superuser
+	await pb.rest("PATCH", `/api/collections/posts/records/${d2.id}`, { title: "bob's draft, by a superuser", secret: "s2" });
+	// Several records in one transaction: the hook sends them together after the commit.
+	await pb.rest(
+		"POST",
+		"/api/batch",
+		{
+			requests: [
+				{ method: "POST", url: "/api/collections/posts/records", body: { title: "batch b1", status: "published", author: bob.id } },
+				{ method: "POST", url: "/api/collections/posts/records", body: { title: "batch b2", status: "draft", author: bob.id } },
+				{ method: "DELETE", url: `/api/collections/posts/records/${d1.id}` },
+			],
+		},
+		{ token: pb.superToken },
+	);
+	await pb.rest("DELETE", `/api/collections/posts/records/${d2.id}`, undefined, as(bob));
+	// Larger than REALTIME_MAX_EVENT_BYTES: PocketBase saves it, the hook refuses to forward it.
+	const big = await pb.rest("POST", "/api/collections/posts/records", { title: "big", status: "published", author: ann.id, body: "x".repeat(MAX_EVENT_BYTES) }, as(ann));
+	await settle();
+
+	t.diagnostic("phase 1 settled");
+	const isBig = (e) => e.record.id === big.id;
+	compare("phase 1", { exclude: isBig });
+	for (const name of Object.keys(who)) {
+		assert.ok(got.pocketbase[name].some(isBig), `${name} got the big post from PocketBase`);
+		assert.ok(!got.caddy[name].some(isBig), `${name} got the big post from our Caddy, over REALTIME_MAX_EVENT_BYTES`);
+	}
+	// Not vacuous: the rules and the hidden field made a difference between clients.
+	const lines = (server, name) => got[server][name].map((e) => e.line).join("\n");
+	assert.match(lines("caddy", "ann"), /ann's draft/);
+	assert.doesNotMatch(lines("caddy", "guest"), /bob's draft|batch b2/);
+	assert.match(lines("caddy", "bob"), /batch b2/);
+	assert.doesNotMatch(lines("caddy", "bob") + lines("caddy", "ann"), /"secret"/);
+	assert.ok(got.caddy.ann.some((e) => e.topic === "users/*" && e.record.name === "Ann B." && e.record.email === "ann@example.com"), "ann sees her own user record with its email");
+	assert.ok(got.caddy.guest.length >= 10, `the guest got ${got.caddy.guest.length} events`);
+
+	// Phase 2: Caddy unreachable. PocketBase's requests still succeed, its own clients get the
+	// events, ours get them once Caddy is back (the first attempt, held by the proxy, may reach
+	// Caddy after the hook gave up on it: the retry carries the same event id and is skipped).
+	proxy.cut();
+	const down1 = await pb.rest("POST", "/api/collections/posts/records", { title: "while down 1", status: "published", author: ann.id }, as(ann));
+	const down2 = await pb.rest("PATCH", `/api/collections/posts/records/${down1.id}`, { title: "while down 2" }, as(ann));
+	assert.equal(down2.title, "while down 2");
+	await settle(["pocketbase"]);
+	assert.ok(!got.caddy.guest.some((e) => e.record.id === down1.id), "our Caddy got an event while unreachable");
+	t.diagnostic("phase 2: pocketbase settled");
+	proxy.release();
+	await delay(1200); // past the hook's first retry delay (1s), so the next change carries the queue
+	await settle();
+	compare("phase 2", { exclude: isBig });
+	assert.deepEqual(
+		got.caddy.guest.filter((e) => e.record.id === down1.id && e.topic === "posts/*").map((e) => `${e.action} ${e.record.title}`),
+		["create while down 1", "update while down 2"],
+		"our guest got the queued events once, in order",
+	);
+
+	// The hook logged the outage and the oversized record (PocketBase writes its logs in batches).
+	const logs = async () => (await pb.rest("GET", `/api/logs?perPage=200&filter=${encodeURIComponent("message ~ 'realtime:'")}`)).items;
+	let seen = [];
+	await waitFor(
+		async () => {
+			seen = await logs();
+			const msgs = seen.map((l) => l.message);
+			return ["realtime: cannot publish to Caddy, events queued for retry", "realtime: Caddy reachable again", "realtime: events dropped"].every((m) => msgs.includes(m));
+		},
+		15_000,
+		() => `hook log lines: ${JSON.stringify(seen)}`,
+		250,
+	);
+	const dropped = seen.find((l) => l.message === "realtime: events dropped");
+	assert.equal(dropped.data.count, 1);
+	assert.match(dropped.data.reason, /over REALTIME_MAX_EVENT_BYTES/);
+	assert.equal(dropped.data.event, `create posts/${big.id}`);
+});
