@@ -9,6 +9,7 @@ import "../lib/setup.js";
 import test from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import PocketBase from "pocketbase";
@@ -21,6 +22,17 @@ const HOOKS_DIR = path.resolve(E2E_DIR, "..", "integrations", "pocketbase", "pb_
 const CADDY_BIN = process.env.E2E_CADDY_BIN || path.join(E2E_DIR, ".bin", "caddy");
 const MAX_EVENT_BYTES = 64 * 1024;
 const OWNER_RULE = "status = 'published' || author = @request.auth.id";
+
+/** README's Caddyfile for the site that imports realtime.caddy and proxies the rest to PocketBase. */
+function readmeSiteBlock() {
+	const readme = fs.readFileSync(path.join(E2E_DIR, "..", "README.md"), "utf8");
+	const section = readme.split("\n## Moving PocketBase's realtime to Caddy\n")[1]?.split("\n## ")[0] ?? "";
+	const block = [...section.matchAll(/^( *)```caddyfile\n([\s\S]*?)^\1```$/gm)]
+		.map(([, indent, code]) => code.replace(new RegExp(`^${indent}`, "gm"), ""))
+		.find((code) => code.includes("import realtime.caddy"));
+	assert.ok(block, "README's migration section has the site block importing realtime.caddy");
+	return block;
+}
 
 /** JSON with object keys sorted, so equal records compare equal as text. */
 function canon(v) {
@@ -89,20 +101,30 @@ test("PocketBase + realtime.pb.js + imported rules: our Caddy delivers what Pock
 		env: { ...process.env, POCKETBASE_TOKEN: pb.superToken },
 	});
 	assert.match(block, new RegExp(`url ${pb.url}/api/collections/users/auth-refresh`));
+	// The site block of README's "Moving PocketBase's realtime to Caddy", with this test's addresses,
+	// importing the block; the admin also answers the hook's Host, the proxy's address.
+	const site = readmeSiteBlock()
+		.replace("api.example.com", `http://127.0.0.1:${port}`)
+		.replaceAll("127.0.0.1:8090", `127.0.0.1:${pb.port}`);
 	await caddy.start(
-		() => `{
+		() => {
+			fs.writeFileSync(path.join(caddy.tmp, "realtime.caddy"), block);
+			return `{
 	admin 127.0.0.1:${adminPort} {
 		origins 127.0.0.1:${adminPort} 127.0.0.1:${proxy.port}
 	}
 	auto_https off
 	persist_config off
 }
-http://127.0.0.1:${port} {
-${block}
-}
-`,
+${site}`;
+		},
 		{ ports: [port, adminPort] },
 	);
+
+	// The rest of the API goes through the site to PocketBase, so clients need only its URL.
+	const health = await fetch(`${caddy.url}/api/health`);
+	assert.equal(health.status, 200, "PocketBase's REST API through the Caddy site");
+	assert.match(await health.text(), /API is healthy/);
 
 	// Users sign up and sign in through PocketBase.
 	const signUp = async (name) => {
