@@ -279,3 +279,50 @@ ${site}`;
 		},
 	);
 });
+
+test("with Caddy down for good, PocketBase's requests succeed and the hook drops events with counts", { timeout: 30_000 }, async (t) => {
+	const [closedPort] = await freePorts(1); // nothing listens: every post is refused at once
+	const pb = new PocketBaseServer();
+	t.after(() => pb.stop());
+	await pb.start({
+		hooksDir: HOOKS_DIR,
+		env: {
+			REALTIME_ADMIN_URL: `http://127.0.0.1:${closedPort}`,
+			REALTIME_QUEUE_MAX: "2",
+			REALTIME_RETRY_FOR: "1",
+			REALTIME_SKIP_COLLECTIONS: "_authOrigins",
+		},
+	});
+	await pb.rest("PATCH", "/api/settings", { logs: { maxDays: 1 } });
+	await pb.rest("POST", "/api/collections", { name: "notes", type: "base", fields: [{ name: "n", type: "number" }] });
+	// Three changes while the endpoint is down: the queue keeps two, the oldest (1) goes.
+	for (let n = 1; n <= 3; n++) await pb.rest("POST", "/api/collections/notes/records", { n });
+	// Past REALTIME_RETRY_FOR, a fourth change pushes out 2, then finds 3 too old to send.
+	await delay(1500);
+	await pb.rest("POST", "/api/collections/notes/records", { n: 4 });
+
+	let dropped = [];
+	await waitFor(
+		async () => {
+			const { items } = await pb.rest("GET", `/api/logs?perPage=50&sort=created&filter=${encodeURIComponent("message = 'realtime: events dropped'")}`);
+			dropped = items.map((l) => ({ count: l.data.count, total: l.data.dropped_total, reason: l.data.reason })).sort((a, b) => a.total - b.total);
+			return dropped.length >= 3;
+		},
+		15_000,
+		() => `dropped lines: ${JSON.stringify(dropped)}`,
+		250,
+	);
+	assert.deepEqual(
+		dropped.map(({ count, total }) => [count, total]),
+		[
+			[1, 1],
+			[1, 2],
+			[1, 3],
+		],
+	);
+	assert.match(dropped[0].reason, /REALTIME_QUEUE_MAX/);
+	assert.match(dropped[1].reason, /REALTIME_QUEUE_MAX/);
+	assert.match(dropped[2].reason, /REALTIME_RETRY_FOR/);
+	const notes = await pb.rest("GET", "/api/collections/notes/records?perPage=10");
+	assert.equal(notes.totalItems, 4, "every create succeeded");
+});
