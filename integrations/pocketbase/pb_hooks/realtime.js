@@ -42,7 +42,8 @@ function settings() {
 		timeout: Math.max(1, Math.round(num("REALTIME_TIMEOUT", 2))),
 		queueMax: num("REALTIME_QUEUE_MAX", 10000),
 		retryForMs: num("REALTIME_RETRY_FOR", 600) * 1000,
-		maxEventBytes: num("REALTIME_MAX_EVENT_BYTES", 8 << 20),
+		// Below NATS's default max_payload (1 MB), with room for the transport's envelope.
+		maxEventBytes: num("REALTIME_MAX_EVENT_BYTES", 900000),
 	};
 }
 
@@ -215,8 +216,8 @@ function pump(app, url, cfg, { held = false, force = false } = {}) {
 			done = [claim.seqs[outcome.index]];
 			const total = countDrop(app, url, 1);
 			logDropped(app, url, 1, total, "refused by Caddy: " + outcome.error, ["event", claim.events[outcome.index].label]);
-		} else if (outcome.status === 413 && claim.seqs.length > 1) {
-			batchMax = Math.max(1, Math.floor(claim.seqs.length / 2)); // split
+		} else if ((outcome.status === 413 || /split the batch/.test(outcome.error)) && claim.seqs.length > 1) {
+			batchMax = Math.max(1, Math.floor(claim.seqs.length / 2)); // too large for one request or one NATS batch: split
 		} else if (outcome.status === 400 || outcome.status === 413) {
 			done = claim.seqs;
 			const total = countDrop(app, url, claim.seqs.length);

@@ -9,7 +9,7 @@
 //   REALTIME_TIMEOUT           seconds one POST may take, default 2
 //   REALTIME_QUEUE_MAX         events kept while Caddy is unreachable, default 10000
 //   REALTIME_RETRY_FOR         seconds an event is retried before it is dropped, default 600
-//   REALTIME_MAX_EVENT_BYTES   a larger event is refused with a log line, default 8388608
+//   REALTIME_MAX_EVENT_BYTES   a larger event is refused with a log line, default 900000
 //
 // PocketBase runs each handler in its own pooled VM from its source text: the
 // handlers cannot share variables with this file, so the work is in realtime.js
