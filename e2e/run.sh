@@ -44,7 +44,12 @@ if [[ "$target" == diff ]]; then
 fi
 
 if [[ "$target" == hook ]]; then
-	echo "=== PocketBase v0.40.4 with realtime.pb.js feeding our Caddy ==="
+	# The cluster case runs three Caddy nodes on a nats-server, the module's own test dependency.
+	if [[ -z "${E2E_SKIP_BUILD:-}" || ! -x .bin/nats-server ]]; then
+		echo "building nats-server into e2e/.bin..."
+		(cd .. && go build -o e2e/.bin/nats-server github.com/nats-io/nats-server/v2) || exit 1
+	fi
+	echo "=== PocketBase v0.40.4 with realtime.pb.js feeding our Caddy (one node, three on NATS) ==="
 	exec node --test --test-concurrency=1 --test-force-exit "${@:-hook/}"
 fi
 

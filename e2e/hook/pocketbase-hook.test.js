@@ -4,12 +4,15 @@
 // action goes through PocketBase's REST API once; then who received what on our Caddy must equal
 // what PocketBase's own realtime delivered. A second phase takes Caddy away from the hook (a proxy
 // holds the admin connections) and checks that PocketBase's requests still succeed and that the
-// queued events reach our clients once, when Caddy is back.
+// queued events reach our clients once, when Caddy is back. All of it runs on one Caddy node and
+// again on three nodes sharing a NATS JetStream stream.
 import "../lib/setup.js";
 import test from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import PocketBase from "pocketbase";
@@ -46,11 +49,47 @@ function canon(v) {
 	return JSON.stringify(v);
 }
 
-test("PocketBase + realtime.pb.js + imported rules: our Caddy delivers what PocketBase's realtime delivers", { timeout: 60_000 }, async (t) => {
+/** A JetStream nats-server on a free 127.0.0.1 port, for the cluster run; stopped with t. */
+async function startNats(t) {
+	const bin = process.env.E2E_NATS_BIN || path.join(E2E_DIR, ".bin", "nats-server");
+	assert.ok(fs.existsSync(bin), `nats-server not found at ${bin}: e2e/run.sh hook builds it`);
+	const [natsPort] = await freePorts(1);
+	const dir = fs.mkdtempSync(path.join(process.env.E2E_TMPDIR || os.tmpdir(), "hook-nats-"));
+	const proc = spawn(bin, ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", dir], { stdio: "ignore" });
+	const exited = new Promise((resolve) => proc.once("exit", resolve));
+	t.after(async () => {
+		proc.kill("SIGTERM");
+		await exited;
+		fs.rmSync(dir, { recursive: true, force: true });
+	});
+	await waitFor(
+		() =>
+			new Promise((resolve) => {
+				const s = net.connect(natsPort, "127.0.0.1", () => (s.end(), resolve(true)));
+				s.on("error", () => resolve(false));
+			}),
+		15_000,
+		"nats-server listening",
+		100,
+	);
+	return `nats://127.0.0.1:${natsPort}`;
+}
+
+test("PocketBase + realtime.pb.js + imported rules: our Caddy delivers what PocketBase's realtime delivers", { timeout: 60_000 }, (t) =>
+	migration(t, { nodes: 1 }),
+);
+
+// The issue's cluster: three nodes on one JetStream stream; the hook posts to the first, and the
+// guest, Ann and Bob each hold their stream on another node.
+test("the same on three Caddy nodes with transport nats", { timeout: 60_000 }, (t) => migration(t, { nodes: 3 }));
+
+async function migration(t, { nodes }) {
 	const [port, adminPort] = await freePorts(2);
-	const proxy = await startProxy(adminPort); // the hook's way to Caddy's admin API; cut() takes Caddy away
+	const proxy = await startProxy(adminPort); // the hook's way to the first node's admin API; cut() takes it away
 	const pb = new PocketBaseServer();
-	const caddy = new CaddyServer();
+	const caddies = Array.from({ length: nodes }, () => new CaddyServer());
+	const caddy = caddies[0];
+	const natsURL = nodes > 1 ? await startNats(t) : "";
 	const sdkClients = [];
 	t.after(async () => {
 		for (const c of sdkClients) {
@@ -60,7 +99,7 @@ test("PocketBase + realtime.pb.js + imported rules: our Caddy delivers what Pock
 				c.realtime.disconnect();
 			} catch {}
 		}
-		await caddy.stop();
+		for (const c of caddies) await c.stop();
 		await pb.stop();
 		await proxy.close();
 	});
@@ -106,20 +145,26 @@ test("PocketBase + realtime.pb.js + imported rules: our Caddy delivers what Pock
 	const site = readmeSiteBlock()
 		.replace("api.example.com", `http://127.0.0.1:${port}`)
 		.replaceAll("127.0.0.1:8090", `127.0.0.1:${pb.port}`);
-	await caddy.start(
-		() => {
-			fs.writeFileSync(path.join(caddy.tmp, "realtime.caddy"), block);
-			return `{
-	admin 127.0.0.1:${adminPort} {
-		origins 127.0.0.1:${adminPort} 127.0.0.1:${proxy.port}
+	// On a cluster each node's block gets the transport line (README: "Several nodes on NATS JetStream").
+	const nodeBlock = natsURL ? block.replace(/^realtime \/api\/realtime \{$/m, `$&\n\ttransport nats ${natsURL}`) : block;
+	assert.ok(!natsURL || nodeBlock.includes("transport nats"), "the transport line went into the imported block");
+	for (const [i, node] of caddies.entries()) {
+		const ports = i === 0 ? [port, adminPort] : await freePorts(2);
+		await node.start(
+			() => {
+				fs.writeFileSync(path.join(node.tmp, "realtime.caddy"), nodeBlock);
+				return `{
+	admin 127.0.0.1:${ports[1]} {
+		origins 127.0.0.1:${ports[1]} 127.0.0.1:${proxy.port}
 	}
 	auto_https off
 	persist_config off
 }
-${site}`;
-		},
-		{ ports: [port, adminPort] },
-	);
+${site.replace(`http://127.0.0.1:${port}`, `http://127.0.0.1:${ports[0]}`)}`;
+			},
+			{ ports },
+		);
+	}
 
 	// The rest of the API goes through the site to PocketBase, so clients need only its URL.
 	const health = await fetch(`${caddy.url}/api/health`);
@@ -141,12 +186,9 @@ ${site}`;
 	// The same SDK code on both servers, for a guest, Ann and Bob.
 	const who = { guest: null, ann, bob };
 	const got = { pocketbase: {}, caddy: {} };
-	for (const [server, url] of [
-		["pocketbase", pb.url],
-		["caddy", caddy.url],
-	]) {
-		for (const [name, auth] of Object.entries(who)) {
-			const c = new PocketBase(url);
+	for (const server of ["pocketbase", "caddy"]) {
+		for (const [i, [name, auth]] of Object.entries(who).entries()) {
+			const c = new PocketBase(server === "pocketbase" ? pb.url : caddies[i % nodes].url);
 			c.autoCancellation(false);
 			sdkClients.push(c);
 			if (auth) c.authStore.save(auth.token, auth.record);
@@ -183,6 +225,10 @@ ${site}`;
 	};
 
 	t.diagnostic("clients subscribed");
+	if (nodes > 1) {
+		const stats = await caddy.admin("GET", "/realtime/stats");
+		assert.equal(Object.keys(stats.json?.nodes ?? {}).length, nodes, `one stream, every node: ${stats.text}`);
+	}
 	// Phase 1: record changes of every kind, by their owners and by a superuser.
 	const p1 = await pb.rest("POST", "/api/collections/posts/records", { title: "hello", status: "published", author: ann.id, secret: "s1" }, as(ann));
 	const d1 = await pb.rest("POST", "/api/collections/posts/records", { title: "ann's draft", status: "draft", author: ann.id }, as(ann));
@@ -278,7 +324,7 @@ ${site}`;
 			assert.ok(!got.caddy.bob.some((e) => e.record.id === late.id), "bob got his draft after his tokens were revoked");
 		},
 	);
-});
+}
 
 test("with Caddy down for good, PocketBase's requests succeed and the hook drops events with counts", { timeout: 30_000 }, async (t) => {
 	const [closedPort] = await freePorts(1); // nothing listens: every post is refused at once
