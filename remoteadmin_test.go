@@ -263,4 +263,80 @@ func TestRemoteAdminPublish(t *testing.T) {
 			t.Errorf("no %s publishing snippet ran", lang)
 		}
 	}
+
+	t.Run("forwarder for PocketBase's hook", func(t *testing.T) {
+		forwarderPublish(t, remoteAddr, rootPath, certDir, stream)
+	})
+}
+
+// forwarderPublish runs the README's forwarder (a Caddy on the PocketBase
+// host presenting the publisher's certificate, since the hook's $http.send
+// cannot): a plain POST to it on loopback publishes through the remote admin
+// endpoint, whose permissions still apply.
+func forwarderPublish(t *testing.T, remoteAddr, rootPath, certDir string, stream *sseStream) {
+	var config string
+	for _, b := range readmeSection(t, "## Moving PocketBase's realtime to Caddy") {
+		if b.lang == "caddyfile" && strings.Contains(b.code, "tls_client_auth") {
+			config = b.code
+		}
+	}
+	if config == "" {
+		t.Fatal("README has no forwarder Caddyfile")
+	}
+	fwd := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	config = strings.NewReplacer(
+		"127.0.0.1:2020", fwd,
+		"caddy1.internal:2021", remoteAddr,
+		"/etc/caddy/publisher.crt", filepath.Join(certDir, "publisher.crt"),
+		"/etc/caddy/publisher.key", filepath.Join(certDir, "publisher.key"),
+		"/etc/caddy/caddy-root.crt", rootPath,
+	).Replace(config)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("forwarder output:\n%s", logs.String())
+		}
+	})
+	post := func(method, path, body string) (int, string, error) {
+		req, _ := http.NewRequest(method, "http://"+fwd+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b)), nil
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, body, err := post("POST", "/realtime/events", `{"action":"create","record":{"id":"via-forwarder","collectionName":"posts"}}`)
+		if err == nil {
+			if code != http.StatusOK {
+				t.Fatalf("publishing through the forwarder: %d %s", code, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("forwarder not ready: %v\n%s", err, logs.String())
+		}
+	}
+	if f := stream.next(t); !strings.Contains(f, `"id":"via-forwarder"`) {
+		t.Fatalf("subscriber got %q, want the forwarded event", f)
+	}
+	if code, body, err := post("POST", "/load", `{}`); err != nil || code != http.StatusForbidden {
+		t.Errorf("/load through the forwarder: %d %s %v, want 403", code, body, err)
+	}
 }

@@ -6,6 +6,8 @@
 #   e2e/run.sh all           # both; non-zero if either fails
 #   e2e/run.sh diff          # differential suite: PocketBase as the oracle for our Caddy (diff/run.js;
 #                            # DIFF_SEED, DIFF_CASES=3000 for a long run; see README)
+#   e2e/run.sh hook          # PocketBase running integrations/pocketbase/pb_hooks feeds our Caddy; SDK
+#                            # deliveries compared with PocketBase's own realtime (hook/)
 # Extra arguments after the target are passed to `node --test` (e.g. test/auth.test.js).
 # E2E_SKIP_BUILD=1 uses the binaries already there.
 set -uo pipefail
@@ -16,9 +18,9 @@ cd "$E2E_DIR"
 target="${1:-${E2E_TARGET:-caddy}}"
 [[ $# -gt 0 ]] && shift
 case "$target" in
-caddy | pocketbase | all | diff) ;;
+caddy | pocketbase | all | diff | hook) ;;
 *)
-	echo "usage: $0 [caddy|pocketbase|all|diff] [test files...]" >&2
+	echo "usage: $0 [caddy|pocketbase|all|diff|hook] [test files...]" >&2
 	exit 2
 	;;
 esac
@@ -28,10 +30,10 @@ if [[ ! -d node_modules ]]; then
 fi
 
 if [[ -z "${E2E_SKIP_BUILD:-}" ]]; then
-	if [[ "$target" == caddy || "$target" == all || "$target" == diff ]]; then
+	if [[ "$target" == caddy || "$target" == all || "$target" == diff || "$target" == hook ]]; then
 		./scripts/build-caddy.sh || exit 1
 	fi
-	if [[ "$target" == pocketbase || "$target" == all || "$target" == diff ]]; then
+	if [[ "$target" == pocketbase || "$target" == all || "$target" == diff || "$target" == hook ]]; then
 		./scripts/build-pocketbase.sh || exit 1
 	fi
 fi
@@ -39,6 +41,16 @@ fi
 if [[ "$target" == diff ]]; then
 	echo "=== differential suite: PocketBase v0.40.4 as the oracle for our Caddy ==="
 	exec node diff/run.js "$@"
+fi
+
+if [[ "$target" == hook ]]; then
+	# The cluster case runs three Caddy nodes on a nats-server, the module's own test dependency.
+	if [[ -z "${E2E_SKIP_BUILD:-}" || ! -x .bin/nats-server ]]; then
+		echo "building nats-server into e2e/.bin..."
+		(cd .. && go build -o e2e/.bin/nats-server github.com/nats-io/nats-server/v2) || exit 1
+	fi
+	echo "=== PocketBase v0.40.4 with realtime.pb.js feeding our Caddy (one node, three on NATS) ==="
+	exec node --test --test-concurrency=1 --test-force-exit "${@:-hook/}"
 fi
 
 files=("$@")

@@ -59,6 +59,8 @@ if [ "${SKIP_E2E:-}" != 1 ]; then
 	E2E_SKIP_BUILD=1 e2e/run.sh diff
 	step "caddy realtime import-pocketbase against the PocketBase built above"
 	CADDY_BIN="$PWD/e2e/.bin/caddy" POCKETBASE_BIN="$PWD/e2e/.peer/base" go test -count=1 -run '^TestImportPocketBase$' .
+	step "PocketBase with integrations/pocketbase/pb_hooks feeding our Caddy (imported rules, SDK on both)"
+	E2E_SKIP_BUILD=1 e2e/run.sh hook
 fi
 
 if [ "${SKIP_BROWSER:-}" != 1 ]; then

@@ -91,7 +91,8 @@ export class PocketBaseServer extends Server {
 		super("pocketbase");
 	}
 
-	async start() {
+	/** hooksDir: PocketBase's --hooksDir; env: extra environment (the hooks read it). */
+	async start({ hooksDir, env = {} } = {}) {
 		await this.makeTmp();
 		const bin = process.env.E2E_POCKETBASE_BIN || path.join(E2E_DIR, ".peer", "base");
 		if (!fs.existsSync(bin)) throw new Error(`PocketBase binary not found at ${bin}: run e2e/scripts/build-pocketbase.sh`);
@@ -99,7 +100,8 @@ export class PocketBaseServer extends Server {
 		[this.port] = await freePorts(1);
 		this.url = `http://127.0.0.1:${this.port}`;
 		await execFileP(bin, [`--dir=${dataDir}`, "superuser", "upsert", SUPERUSER.email, SUPERUSER.password], { cwd: this.tmp });
-		this.spawn(bin, [`--dir=${dataDir}`, "serve", `--http=127.0.0.1:${this.port}`]);
+		const hooks = hooksDir ? [`--hooksDir=${hooksDir}`] : [];
+		this.spawn(bin, [`--dir=${dataDir}`, "serve", `--http=127.0.0.1:${this.port}`, ...hooks], env);
 		await this.waitReady(`${this.url}/api/health`, {}, (res) => res.status === 200);
 		const auth = await this.rest("POST", "/api/collections/_superusers/auth-with-password", { identity: SUPERUSER.email, password: SUPERUSER.password }, { token: null });
 		this.superToken = auth.token;
@@ -123,11 +125,12 @@ export class CaddyServer extends Server {
 		super("caddy");
 	}
 
-	async start(caddyfileFor) {
+	/** ports: [site, admin] chosen by the caller (default: free ones). */
+	async start(caddyfileFor, { ports } = {}) {
 		await this.makeTmp();
 		const bin = process.env.E2E_CADDY_BIN || path.join(E2E_DIR, ".bin", "caddy");
 		if (!fs.existsSync(bin)) throw new Error(`caddy binary not found at ${bin}: run e2e/scripts/build-caddy.sh`);
-		[this.port, this.adminPort] = await freePorts(2);
+		[this.port, this.adminPort] = ports ?? (await freePorts(2));
 		this.url = `http://127.0.0.1:${this.port}`;
 		this.adminUrl = `http://127.0.0.1:${this.adminPort}`;
 		this.caddyfileFor = caddyfileFor;
