@@ -248,15 +248,16 @@ var ErrConnectRefused = errors.New("realtime connection refused by an OnConnect 
 
 // Connect registers a new client from ip and queues its PB_CONNECT frame.
 func (b *Broker) Connect(ip string) (*Client, error) {
-	c, err := b.connect(ip, newClientID())
+	c, err := b.connect(ip, newClientID(), b.Transport().Last())
 	if err == nil {
 		c.enqueue(connectFrame(c.id), 0, 0)
 	}
 	return c, err
 }
 
-// connect registers a client with id; the caller queues its PB_CONNECT.
-func (b *Broker) connect(ip, id string) (*Client, error) {
+// connect registers a client with id that has been served every record up to
+// since; the caller queues its PB_CONNECT.
+func (b *Broker) connect(ip, id string, since uint64) (*Client, error) {
 	p := b.Policy()
 	if n := b.nClients.Add(1); p.MaxClients > 0 && n > int64(p.MaxClients) {
 		b.nClients.Add(-1)
@@ -271,7 +272,7 @@ func (b *Broker) connect(ip, id string) (*Client, error) {
 	c := &Client{
 		id:        id,
 		ip:        ip,
-		since:     b.Transport().Last(),
+		since:     since,
 		broker:    b,
 		connected: time.Now(),
 		wake:      make(chan struct{}, 1),

@@ -24,7 +24,7 @@ type Client struct {
 	ip        string
 	broker    *Broker
 	connected time.Time
-	since     uint64 // the broker's last position when the client connected
+	since     uint64 // where a resume replays from if PB_CONNECT is the last frame it gets: the log's end when it connected, or where its own resume replayed from
 
 	mu       sync.Mutex
 	queue    frameQueue

@@ -88,7 +88,7 @@ func (b *Broker) Resume(ip, lastEventID string) (c *Client, resumed bool, err er
 			return c, resumed, err
 		}
 	}
-	c, err = b.connect(ip, newClientID())
+	c, err = b.connect(ip, newClientID(), b.Transport().Last())
 	if err == nil {
 		c.enqueue(resumeFrame(c.id, false), 0, 0)
 	}
@@ -135,7 +135,10 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 	// Registered without subscriptions, it receives no live record until
 	// they are restored below, under pubMu, right before the replay: records
 	// published later reach it live, after the replay, and none twice.
-	c, err := b.connect(ip, id.ClientID)
+	// Its since is from, not the log's end: if PB_CONNECT (whose id is the
+	// bare client id) is all it reads before it drops again, it resumes
+	// from there and gets the replay below again instead of losing it.
+	c, err := b.connect(ip, id.ClientID, from)
 	if err != nil {
 		return nil, false, err
 	}

@@ -221,3 +221,46 @@ func TestResumeRacingSubscribe(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeDroppedAfterResumedConnect: a resumed stream that drops again
+// after PB_CONNECT, before reading its replay, comes back with PB_CONNECT's
+// bare client id (what EventSource remembers) and gets that replay again,
+// not only what was published after its first resume.
+func TestResumeDroppedAfterResumedConnect(t *testing.T) {
+	t.Parallel()
+	b := New("resume", nil)
+	c := mustConnect(t, b)
+	mustSubscribe(t, b, c, "posts/*")
+	b.Publish(postEvent(t, "create", "r1", ""))
+	last := lastID(t, rawQueue(c))
+	b.Disconnect(c, ReasonClientGone)
+	b.Publish(postEvent(t, "create", "r2", ""))
+	b.Publish(postEvent(t, "create", "r3", ""))
+
+	r, resumed, _ := b.Resume("127.0.0.1", last)
+	if !resumed {
+		t.Fatal("first resume refused")
+	}
+	fs := parseFrames(rawQueue(r))
+	if len(fs) != 3 || fs[0].Event != "PB_CONNECT" || fs[0].ID != c.ID() {
+		t.Fatalf("first resume frames %+v, want PB_CONNECT (bare id) and r2, r3", fs)
+	}
+	b.Disconnect(r, ReasonClientGone) // only PB_CONNECT reached the client
+	b.Publish(postEvent(t, "create", "r4", ""))
+
+	r2, resumed, _ := b.Resume("127.0.0.1", fs[0].ID)
+	if !resumed {
+		t.Fatal("resume from the resumed PB_CONNECT's id refused")
+	}
+	var got []string
+	for _, f := range dataFrames(parseFrames(rawQueue(r2))) {
+		var d struct{ Record struct{ ID string } }
+		if err := json.Unmarshal([]byte(f.Data), &d); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, d.Record.ID)
+	}
+	if strings.Join(got, ",") != "r2,r3,r4" {
+		t.Fatalf("second resume replayed %v, want r2, r3, r4", got)
+	}
+}
