@@ -172,3 +172,56 @@ func FuzzDecodeEvents(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseEventID(f *testing.F) {
+	client := strings.Repeat("a", 40)
+	for _, s := range []string{
+		"", client, client + ".AbCd1234.1", client + ".AbCd1234.18446744073709551615",
+		client + ".AbCd1234.18446744073709551616", client + ".AbCd1234.0", client + ".AbCd1234.01",
+		client + ".AbCd1234", client + ".AbCd1234.1.2", client + "..1", "." + client,
+		client + ".AbCd1234.1\n", strings.Repeat("a", 39) + "é.AbCd1234.1",
+		client + ".AbCd1234." + strings.Repeat("9", MaxEventIDLen),
+	} {
+		f.Add(s, uint64(len(s)))
+	}
+	f.Fuzz(func(t *testing.T, s string, pos uint64) {
+		// Any id the encoder writes parses back to its parts.
+		const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		var parts [40 + epochLen]byte
+		for i := range parts {
+			c := byte(i)
+			if i < len(s) {
+				c = s[i]
+			}
+			parts[i] = alphabet[int(c)%len(alphabet)]
+		}
+		want := EventID{ClientID: string(parts[:40]), Epoch: string(parts[40:]), Position: pos}
+		if pos == 0 {
+			want.Epoch = ""
+		}
+		enc := appendEventID(nil, want.ClientID, want.Epoch, want.Position)
+		if got, ok := ParseEventID(string(enc)); !ok || got != want {
+			t.Fatalf("%q parses as %+v, %v; want %+v", enc, got, ok, want)
+		}
+
+		id, ok := ParseEventID(s)
+		if !ok {
+			if id != (EventID{}) {
+				t.Fatalf("refused %q but returned %+v", s, id)
+			}
+			return
+		}
+		if len(s) > MaxEventIDLen {
+			t.Fatalf("accepted an id of %d bytes", len(s))
+		}
+		if !validClientID(id.ClientID) || (id.Position == 0) != (id.Epoch == "") ||
+			id.Epoch != "" && (len(id.Epoch) != epochLen || !inAlphabet(id.Epoch)) {
+			t.Fatalf("ParseEventID(%q) = %+v", s, id)
+		}
+		// What the parser accepts is exactly what the encoder writes.
+		again := appendEventID(nil, id.ClientID, id.Epoch, id.Position)
+		if string(again) != s || len(again) != eventIDLen(id.ClientID, id.Epoch, id.Position) {
+			t.Fatalf("ParseEventID(%q) = %+v, which encodes as %q", s, id, again)
+		}
+	})
+}
