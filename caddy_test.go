@@ -145,14 +145,34 @@ func TestCaddyIdleTimeoutEndsCleanly(t *testing.T) {
 }
 
 func TestCaddyHTTP2(t *testing.T) {
-	t.Run("h2c", func(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		t.Run(http2Name(overTLS), func(t *testing.T) {
+			p, client, base := startHTTP2(t, overTLS)
+			checkStreamOver(t, p, client, base)
+		})
+	}
+}
+
+func http2Name(overTLS bool) string {
+	if overTLS {
+		return "h2 over TLS, internal issuer"
+	}
+	return "h2c"
+}
+
+// startHTTP2 runs Caddy serving the realtime endpoint over HTTP/2, in
+// cleartext (h2c) or over TLS with Caddy's internal issuer, and returns a
+// client that speaks it and the site's base URL.
+func startHTTP2(t *testing.T, overTLS bool) (*caddyProc, *http.Client, string) {
+	t.Helper()
+	if !overTLS {
 		p := startCaddy(t, strings.Replace(basicCaddyfile, "persist_config off", "persist_config off\n\tservers {\n\t\tprotocols h1 h2c\n\t}", 1))
 		tr := &http.Transport{Protocols: new(http.Protocols)}
 		tr.Protocols.SetUnencryptedHTTP2(true)
-		checkStreamOver(t, p, &http.Client{Transport: tr}, p.url(""))
-	})
-	t.Run("h2 over TLS, internal issuer", func(t *testing.T) {
-		cf := `{
+		t.Cleanup(tr.CloseIdleConnections)
+		return p, &http.Client{Transport: tr}, p.url("")
+	}
+	cf := `{
 	admin {ADMIN}
 	persist_config off
 	skip_install_trust
@@ -163,25 +183,25 @@ https://127.0.0.1:{PORT} {
 	realtime /api/realtime
 }
 `
-		p := startCaddy(t, cf)
-		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
-		client := &http.Client{Transport: tr}
-		base := fmt.Sprintf("https://127.0.0.1:%d", p.port)
-		// The internal issuer signs the certificate in the background: wait for it.
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			resp, err := client.Post(base+"/api/realtime", "application/json", strings.NewReader("{}"))
-			if err == nil {
-				resp.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no TLS certificate after 15s: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
+	p := startCaddy(t, cf)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	base := fmt.Sprintf("https://127.0.0.1:%d", p.port)
+	// The internal issuer signs the certificate in the background: wait for it.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Post(base+"/api/realtime", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+			break
 		}
-		checkStreamOver(t, p, client, base)
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS certificate after 15s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return p, client, base
 }
 
 func checkStreamOver(t *testing.T, p *caddyProc, client *http.Client, base string) {
