@@ -297,7 +297,7 @@ func (b *Broker) connect(ip, id string, since uint64) (*Client, error) {
 		b.nClients.Add(-1)
 		b.perIP.remove(ip)
 		c.Close(ReasonDisconnected)
-		b.unregister(c)
+		b.unregister(c, false)
 		return nil, err
 	}
 	b.stats.connects.Add(1)
@@ -337,7 +337,7 @@ func (b *Broker) Clients() []*Client {
 // It is safe to call more than once.
 func (b *Broker) Disconnect(c *Client, reason string) {
 	c.Close(reason)
-	if !b.unregister(c) {
+	if !b.unregister(c, true) {
 		return
 	}
 	b.nClients.Add(-1)
@@ -353,13 +353,16 @@ func (b *Broker) Disconnect(c *Client, reason string) {
 		b.index.remove(c, topic)
 	}
 	b.keepSession(c, topics, auth)
+	b.sessions.left(c.id)
 	b.stats.subscriptions.Add(-int64(len(c.subs)))
 	c.subs = map[string]*topicSubs{}
 	c.subsMu.Unlock()
 	_ = b.OnDisconnect.Trigger(&DisconnectEvent{Client: c, Reason: c.closeReason()}, nil)
 }
 
-func (b *Broker) unregister(c *Client) bool {
+// unregister removes c. With leaving (Disconnect), a resume of c's id that
+// comes before its session is kept waits for it (sessionStore.leave).
+func (b *Broker) unregister(c *Client, leaving bool) bool {
 	sh := b.shard(c.id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -367,6 +370,9 @@ func (b *Broker) unregister(c *Client) bool {
 		return false
 	}
 	delete(sh.m, c.id)
+	if leaving {
+		b.sessions.leave(c.id)
+	}
 	return true
 }
 

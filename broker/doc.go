@@ -24,8 +24,11 @@
 //     connection to a writer.
 //
 // Leaves, taken under any of the above and holding nothing while held: a
-// client shard's mu, identityIndex.mu, ipCounts.mu, sessionStore.mu (taken
-// under subsMu when Disconnect keeps a session), Event.payloadsMu,
+// client shard's mu (except sessionStore.mu, taken under it as Disconnect
+// unregisters a client: a resume then finds the client, its session or its
+// leaving mark), identityIndex.mu, ipCounts.mu, sessionStore.mu (taken
+// under subsMu when Disconnect keeps a session; a resume waits on it for a
+// leaving client's session holding nothing else), Event.payloadsMu,
 // filterCache.mu, hangupWatcher.mu (released before it closes a client),
 // the memory transport's mu (released before it delivers), and Hook.mu
 // (released before handlers run). Two shards of one kind are never held at

@@ -21,6 +21,34 @@ type session struct {
 type sessionStore struct {
 	mu sync.Mutex
 	m  map[string]*session
+	// leaving counts, per client id, streams unregistered whose session is
+	// not kept yet; kept (on mu) is broadcast as each is done. A resume that
+	// finds neither the live client nor its session waits for them, or it
+	// would refuse a client whose drop the server noticed at the same time.
+	leaving map[string]int
+	kept    *sync.Cond
+}
+
+// leave marks id as leaving; called under id's shard lock as it is
+// unregistered, so a resume finds the client, its session, or this mark.
+func (st *sessionStore) leave(id string) {
+	st.mu.Lock()
+	if st.leaving == nil {
+		st.leaving = make(map[string]int)
+		st.kept = sync.NewCond(&st.mu)
+	}
+	st.leaving[id]++
+	st.mu.Unlock()
+}
+
+// left ends leave, once id's session is kept (or was not worth keeping).
+func (st *sessionStore) left(id string) {
+	st.mu.Lock()
+	if st.leaving[id]--; st.leaving[id] <= 0 {
+		delete(st.leaving, id)
+	}
+	st.kept.Broadcast()
+	st.mu.Unlock()
 }
 
 // resumable says whether a stream that ended for reason may be resumed: not
@@ -66,6 +94,10 @@ func (b *Broker) takeSession(id, ip string) *session {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	s := st.m[id]
+	for s == nil && st.leaving[id] > 0 {
+		st.kept.Wait()
+		s = st.m[id]
+	}
 	if s == nil || s.ip != ip {
 		return nil
 	}

@@ -264,3 +264,37 @@ func TestResumeDroppedAfterResumedConnect(t *testing.T) {
 		t.Fatalf("second resume replayed %v, want r2, r3, r4", got)
 	}
 }
+
+// TestResumeRacingServerDisconnect: a client that reconnects the moment the
+// server notices its drop (the server's Disconnect and the client's Resume
+// run at once) is resumed, not reset: between the server unregistering the
+// old stream and keeping its session, a resume waits for the session.
+func TestResumeRacingServerDisconnect(t *testing.T) {
+	t.Parallel()
+	b := New("resume", nil)
+	refused := 0
+	const rounds = 3000
+	for range rounds {
+		c := mustConnect(t, b)
+		mustSubscribe(t, b, c, "posts/*")
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { <-start; b.Disconnect(c, ReasonClientGone) })
+		var r *Client
+		var resumed bool
+		var err error
+		wg.Go(func() { <-start; r, resumed, err = b.Resume("127.0.0.1", c.ID()) })
+		close(start)
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !resumed || r.ID() != c.ID() || len(r.Subscriptions()) != 1 {
+			refused++
+		}
+		b.Disconnect(r, ReasonDisconnected)
+	}
+	if refused > 0 {
+		t.Fatalf("%d of %d resumes racing the server's own disconnect were refused", refused, rounds)
+	}
+}
