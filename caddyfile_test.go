@@ -274,12 +274,13 @@ func TestCaddyfileTransport(t *testing.T) {
 		n    NATSTransport
 		want string
 	}{
-		{NATSTransport{Storage: "disk"}, "storage must be file or memory"},
-		{NATSTransport{Replicas: 7}, "replicas must be 1 to 5"},
+		{NATSTransport{}, "expected at least one server URL"},
+		{NATSTransport{URLs: []string{"nats://h:4222"}, Storage: "disk"}, "storage must be file or memory"},
+		{NATSTransport{URLs: []string{"nats://h:4222"}, Replicas: 7}, "replicas must be 1 to 5"},
 		{NATSTransport{URLs: []string{"10.0.0.1:4222"}}, "is not a URL"},
-		{NATSTransport{Stream: "a.b"}, "must not contain"},
-		{NATSTransport{TLS: &NATSTLS{Cert: "c.pem"}}, "both cert and key"},
-		{NATSTransport{TLS: &NATSTLS{CA: "/nonexistent/ca.pem"}}, "tls ca"},
+		{NATSTransport{URLs: []string{"nats://h:4222"}, Stream: "a.b"}, "must not contain"},
+		{NATSTransport{URLs: []string{"nats://h:4222"}, TLS: &NATSTLS{Cert: "c.pem"}}, "both cert and key"},
+		{NATSTransport{URLs: []string{"nats://h:4222"}, TLS: &NATSTLS{CA: "/nonexistent/ca.pem"}}, "tls ca"},
 	} {
 		if err := tt.n.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%+v: Validate() = %v, want %q", tt.n, err, tt.want)

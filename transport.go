@@ -54,7 +54,7 @@ func (MemoryTransport) NewTransport(_ string, window time.Duration, maxBytes int
 // by every Caddy node configured with it: one order everywhere, publishes on
 // any node, resume on any node. The stream keeps resume_window of records.
 type NATSTransport struct {
-	// URLs of the NATS servers. Default: nats://127.0.0.1:4222.
+	// URLs of the NATS servers (at least one).
 	URLs []string `json:"urls,omitempty"`
 	// Stream is the JetStream stream's name. Default: "realtime_" and the broker's name.
 	Stream string `json:"stream,omitempty"`
@@ -103,6 +103,9 @@ func (n *NATSTransport) Validate() error {
 	if n.MaxBytes < 0 {
 		return fmt.Errorf("transport nats: max_bytes must not be negative")
 	}
+	if len(n.URLs) == 0 {
+		return fmt.Errorf("transport nats: expected at least one server URL, e.g. transport nats nats://127.0.0.1:4222")
+	}
 	for _, u := range n.URLs {
 		if !strings.Contains(u, "://") {
 			return fmt.Errorf("transport nats: %q is not a URL (nats://host:port)", u)
@@ -121,9 +124,6 @@ func (n *NATSTransport) Validate() error {
 // NewTransport returns a JetStream transport (connected when started).
 func (n *NATSTransport) NewTransport(brokerName string, window time.Duration, maxBytes int64, logger *zap.Logger) (broker.Transport, error) {
 	urls := n.URLs
-	if len(urls) == 0 {
-		urls = []string{nats.DefaultURL}
-	}
 	stream := n.Stream
 	if stream == "" {
 		stream = "realtime_" + sanitizeStreamName(brokerName)
