@@ -106,6 +106,7 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 		// A stalled peer would otherwise get a send buffer autotuned to megabytes:
 		// kernel memory per stalled client, and copies that hide the stall.
 		_ = tc.SetWriteBuffer(sendBuffer)
+		limitUnsent(tc)
 	}
 	now := time.Now().UnixNano()
 	cs.lastWrite.Store(now)
