@@ -33,7 +33,8 @@ type Policy struct {
 	MaxTopicVariants int
 	ClientQueue      int // pending bytes per client before eviction; 0 = unbounded
 	// MaxQueuedBytes caps all clients' pending bytes together: over it the
-	// clients holding the most are evicted first; 0 = unlimited.
+	// clients whose streams refuse bytes are evicted first, the largest first,
+	// then the others, the largest first; 0 = unlimited.
 	MaxQueuedBytes int64
 	Wildcard       bool // allow the "*" topic
 	// ResumeWindow is how long published events and messages are kept for

@@ -142,18 +142,24 @@ func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy)
 }
 
 // pendingBytes is what c holds in memory for its peer: queued frames and
-// what its writer took but has not written yet.
-func (c *Client) pendingBytes() int {
+// what its writer took but has not written yet. refusing is whether its
+// stream is holding up a write right now: a write in progress (goroutine
+// mode) or one the socket took only part of (an adopted connection).
+func (c *Client) pendingBytes() (n int, refusing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queue.Len() + c.unsent + c.inflight
+	return c.queue.Len() + c.unsent + c.inflight, c.unsent+c.inflight > 0
 }
 
 // noteQueued is called by a fan-out with the bytes it queued. Memory only
 // grows when frames are queued, so the broker-wide max_queued_bytes is
-// checked after every max/8 queued bytes: over it, the clients holding the
-// most are evicted (reason queued_bytes) until the total is back under 7/8
-// of the budget. Called with pubMu held.
+// checked after every max/8 queued bytes: over it, clients are evicted
+// (reason queued_bytes) until the total is back under 7/8 of the budget:
+// first those whose stream is refusing bytes, the largest first, then the
+// others, the largest first. A client that stopped reading has a write
+// stuck; a healthy one that fell behind while the writers were busy (with
+// thousands of stalled streams connecting, say) has a large queue but a
+// socket that takes it, and goes last. Called with pubMu held.
 func (b *Broker) noteQueued(n int, p *Policy) {
 	if p.MaxQueuedBytes <= 0 || n == 0 {
 		return
@@ -164,21 +170,30 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 	}
 	b.queuedSinceCheck = 0
 	type held struct {
-		c *Client
-		n int
+		c        *Client
+		n        int
+		refusing bool
 	}
 	var all []held
 	var total int64
 	for _, c := range b.Clients() {
-		if n := c.pendingBytes(); n > 0 {
-			all = append(all, held{c, n})
+		if n, refusing := c.pendingBytes(); n > 0 {
+			all = append(all, held{c, n, refusing})
 			total += int64(n)
 		}
 	}
 	if total <= p.MaxQueuedBytes {
 		return
 	}
-	slices.SortFunc(all, func(x, y held) int { return y.n - x.n })
+	slices.SortFunc(all, func(x, y held) int {
+		if x.refusing != y.refusing {
+			if x.refusing {
+				return -1
+			}
+			return 1
+		}
+		return y.n - x.n
+	})
 	target := p.MaxQueuedBytes / 8 * 7
 	for _, h := range all {
 		if total <= target {

@@ -228,7 +228,35 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		return c.closeReason()
 	}
 
-	var buf []byte
+	// The batch being written: the queue as it was, swapped out rather than
+	// copied, written a piece at a time (the stream's own buffer gathers the
+	// small ones), so a stream blocked in a write holds no copy of its frames.
+	var batch frameQueue
+	var iov [][]byte
+	writeBatch := func() error {
+		if p.WriteTimeout > 0 {
+			_ = s.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
+		}
+		for batch.Len() > 0 {
+			iov = batch.slices(iov[:0], writePieces, writeBytes)
+			for _, b := range iov {
+				n, err := s.Write(b)
+				batch.consume(n)
+				if err != nil {
+					clear(iov)
+					return err
+				}
+			}
+			clear(iov)
+		}
+		if err := s.Flush(); err != nil {
+			return err
+		}
+		if heartbeatTimer != nil {
+			heartbeatTimer.Reset(p.Heartbeat)
+		}
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -254,15 +282,17 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			}
 		case <-c.wake:
 			c.mu.Lock()
-			buf = c.queue.take(buf[:0])
+			batch, c.queue = c.queue, batch // batch is empty (reset) here
+			size := batch.Len()
 			frames := c.frames
 			c.frames = 0
-			c.inflight = len(buf)
+			c.inflight = size
 			c.mu.Unlock()
-			if len(buf) == 0 {
+			if size == 0 {
 				continue
 			}
-			err := write(buf)
+			err := writeBatch()
+			batch.reset() // keeps small buffers for the next swap, drops a burst's
 			c.mu.Lock()
 			c.inflight = 0
 			c.mu.Unlock()
@@ -270,18 +300,15 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 				return fail(err)
 			}
 			c.delivered.Add(frames)
-			c.bytesOut.Add(uint64(len(buf)))
+			c.bytesOut.Add(uint64(size))
 			c.broker.stats.messagesOut.Add(frames)
-			c.broker.stats.bytesOut.Add(uint64(len(buf)))
+			c.broker.stats.bytesOut.Add(uint64(size))
 			if idleTimer != nil {
 				idleTimer.Reset(p.IdleTimeout)
-			}
-			if cap(buf) > maxRetainedBuffer {
-				buf = nil // a burst must not pin memory for the life of the stream
 			}
 		}
 	}
 }
 
-// maxRetainedBuffer is the largest write buffer a client keeps between bursts.
+// maxRetainedBuffer is the largest queue buffer a client keeps between bursts.
 const maxRetainedBuffer = 64 << 10

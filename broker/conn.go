@@ -13,8 +13,10 @@ import (
 // Conn mode: instead of a goroutine per stream (Serve), a hijacked HTTP/1.1
 // connection is handed to the broker (Adopt), and a small pool of writer
 // goroutines sends each client's pending frames. Frames are queued already
-// framed as HTTP chunks, so a batch goes to the socket as it is: one write
-// per batch, no copy. An idle stream then costs its Client, its buffers and
+// framed as HTTP chunks, so a batch goes to the socket as it is: its pieces
+// (shared frame tails included) in one vectored write, no copy. Nothing is
+// copied for a client but what its socket takes, so a client that stops
+// reading holds references to shared frames, not megabytes of its own. An idle stream then costs its Client, its buffers and
 // a few runtime timers: no goroutine, no bufio, no net/http connection state.
 //
 // Writes never block a writer: they are non-blocking (or, for connections
@@ -29,9 +31,9 @@ type connState struct {
 	raw  syscall.RawConn // nil: write with a short deadline instead
 
 	// rawWrite is built once so that a write allocates nothing; it writes
-	// wbuf and leaves the outcome in wn and werr.
+	// wbufs and leaves the outcome in wn and werr.
 	rawWrite func(fd uintptr) bool
-	wbuf     []byte
+	wbufs    [][]byte
 	wn       int
 	werr     error
 
@@ -40,10 +42,10 @@ type connState struct {
 	finished  bool
 
 	// Owned by the one writer holding the client:
-	out        []byte // the batch being written
-	off        int    // bytes of out already written
+	batch      frameQueue // what is being written: the queue as it was when taken (swapped, not copied)
 	outFrames  uint64
-	batchStart time.Time // when the batch in out was taken: it must be written within write_timeout
+	batchStart time.Time     // when the batch was taken: it must be written within write_timeout
+	backoff    time.Duration // retry delay while writes make no progress at all
 	idle, hb   *time.Timer
 	lifetime   *time.Timer
 	retry      *time.Timer
@@ -62,8 +64,22 @@ const writeSlice = 2 * time.Millisecond
 // backlog in our byte-bounded queue, where client_queue can see it.
 const sendBuffer = 256 << 10
 
-// retryDelay is when a stalled client's pending bytes are tried again.
-const retryDelay = 20 * time.Millisecond
+// retryDelay is when a client's pending bytes are tried again after the
+// kernel took only part of them. A client whose socket took nothing at all
+// is retried later and later, up to maxRetryDelay (never past its
+// write_timeout): thousands of stalled sockets then cost a few hundred
+// refused writes a second, not a writer each.
+const (
+	retryDelay    = 20 * time.Millisecond
+	maxRetryDelay = 320 * time.Millisecond
+)
+
+// One write sends at most this many pieces (frames are about three each)
+// and, beyond the first piece, this many bytes.
+const (
+	writePieces = 64
+	writeBytes  = 256 << 10
+)
 
 // errWouldBlock is a non-blocking write that the kernel refused for now.
 var errWouldBlock = errors.New("write would block")
@@ -90,6 +106,7 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 		// A stalled peer would otherwise get a send buffer autotuned to megabytes:
 		// kernel memory per stalled client, and copies that hide the stall.
 		_ = tc.SetWriteBuffer(sendBuffer)
+		limitUnsent(tc)
 	}
 	now := time.Now().UnixNano()
 	cs.lastWrite.Store(now)
@@ -222,27 +239,30 @@ func (wp *writerPool) popBatch(dst []*Client) []*Client {
 func (wp *writerPool) run() {
 	defer wp.running.Done()
 	var buf [16]*Client
+	var iov [][]byte // the slices of one write, reused
 	for batch := wp.popBatch(buf[:]); batch != nil; batch = wp.popBatch(buf[:]) {
 		for i, c := range batch {
-			c.writeConn()
+			iov = c.writeConn(iov)
 			batch[i] = nil
 		}
 	}
 }
 
-// write sends p without blocking and returns how much the kernel took.
-func (cs *connState) write(p []byte) (int, error) {
+// write sends p (in order, as one write where the platform has writev)
+// without blocking and returns how much the kernel took.
+func (cs *connState) write(p [][]byte) (int, error) {
 	if cs.raw == nil {
 		_ = cs.conn.SetWriteDeadline(time.Now().Add(writeSlice))
-		n, err := cs.conn.Write(p)
+		bufs := net.Buffers(p)
+		n, err := bufs.WriteTo(cs.conn)
 		if isTimeout(err) {
 			err = errWouldBlock
 		}
-		return n, err
+		return int(n), err
 	}
-	cs.wbuf = p
+	cs.wbufs = p
 	err := cs.raw.Write(cs.rawWrite)
-	cs.wbuf = nil
+	cs.wbufs = nil
 	n, werr := cs.wn, cs.werr
 	if n < 0 {
 		n = 0
@@ -256,8 +276,9 @@ func (cs *connState) write(p []byte) (int, error) {
 	return n, err
 }
 
-// writeConn sends what is pending for c. The caller holds c's schedule.
-func (c *Client) writeConn() {
+// writeConn sends what is pending for c; iov is scratch space for the
+// slices of one write, returned for reuse. The caller holds c's schedule.
+func (c *Client) writeConn(iov [][]byte) [][]byte {
 	b := c.broker
 	p := b.Policy()
 	cs := c.conn
@@ -265,35 +286,41 @@ func (c *Client) writeConn() {
 	c.mu.Lock()
 	if cs.finished {
 		c.mu.Unlock()
-		return
+		return iov
 	}
 	if c.closed {
 		c.mu.Unlock()
 		c.finishConn()
-		return
+		return iov
 	}
-	if cs.off == len(cs.out) { // take the next batch, giving back the spent buffer
-		spare := cs.out[:0]
-		if cap(spare) > maxRetainedBuffer {
-			spare = nil
-		}
-		cs.out = c.queue.take(spare)
-		cs.off, cs.outFrames = 0, c.frames
+	took := false
+	if cs.batch.Len() == 0 { // take the next batch: the queue's pieces, swapped with the spent (empty) batch
+		cs.batch.reset()
+		cs.batch, c.queue = c.queue, cs.batch
+		c.unsent = cs.batch.Len()
+		cs.outFrames = c.frames
 		c.frames = 0
-		if len(cs.out) > 0 {
+		if cs.batch.Len() > 0 {
 			cs.batchStart = time.Now()
+			took = true
 		}
 	}
 	c.mu.Unlock()
 
-	for cs.off < len(cs.out) {
-		n, err := cs.write(cs.out[cs.off:])
-		cs.off += n
-		c.mu.Lock()
-		c.unsent = len(cs.out) - cs.off // counts against client_queue
-		c.mu.Unlock()
-		c.bytesOut.Add(uint64(n))
-		b.stats.bytesOut.Add(uint64(n))
+	progress := false
+	for cs.batch.Len() > 0 {
+		iov = cs.batch.slices(iov[:0], writePieces, writeBytes)
+		n, err := cs.write(iov)
+		clear(iov) // no references to frames outlive the write
+		if n > 0 {
+			progress = true
+			cs.batch.consume(n)
+			c.mu.Lock()
+			c.unsent = cs.batch.Len() // counts against client_queue
+			c.mu.Unlock()
+			c.bytesOut.Add(uint64(n))
+			b.stats.bytesOut.Add(uint64(n))
+		}
 		if err == nil {
 			continue
 		}
@@ -301,23 +328,35 @@ func (c *Client) writeConn() {
 			// Like a write deadline in Serve: the whole batch must go out in time,
 			// however much the kernel trickles in (it grows a stalled socket's
 			// send buffer to megabytes, so "some progress" proves nothing).
-			if p.WriteTimeout > 0 && time.Since(cs.batchStart) >= p.WriteTimeout {
+			left := p.WriteTimeout - time.Since(cs.batchStart)
+			if p.WriteTimeout > 0 && left <= 0 {
 				c.Close(ReasonWriteTimeout)
 				c.finishConn()
-				return
+				return iov
+			}
+			delay := retryDelay
+			if progress {
+				cs.backoff = 0
+			} else {
+				cs.backoff = min(max(2*cs.backoff, retryDelay), maxRetryDelay)
+				delay = cs.backoff
+			}
+			if p.WriteTimeout > 0 {
+				delay = min(delay, left)
 			}
 			if cs.retry == nil {
-				cs.retry = time.AfterFunc(retryDelay, func() { b.writers().push(c) })
+				cs.retry = time.AfterFunc(delay, func() { b.writers().push(c) })
 			} else {
-				cs.retry.Reset(retryDelay)
+				cs.retry.Reset(delay)
 			}
-			return // still scheduled: the retry timer holds the client
+			return iov // still scheduled: the retry timer holds the client
 		}
 		c.Close(writeFailure(err, true)) // EPIPE, ECONNRESET...: a failed non-blocking write means the peer left
 		c.finishConn()
-		return
+		return iov
 	}
-	if len(cs.out) > 0 {
+	cs.backoff = 0
+	if took || progress {
 		now := time.Now().UnixNano()
 		cs.lastWrite.Store(now)
 		if cs.outFrames > 0 {
@@ -332,10 +371,11 @@ func (c *Client) writeConn() {
 	if c.closed || c.queue.Len() > 0 {
 		c.mu.Unlock()
 		b.writers().push(c) // more to do (or to finish): stay scheduled
-		return
+		return iov
 	}
 	cs.scheduled = false
 	c.mu.Unlock()
+	return iov
 }
 
 // finishConn ends an adopted stream: a clean end of the chunked body when the
@@ -356,14 +396,14 @@ func (c *Client) finishConn() {
 		}
 	}
 	cs.unwatch()
-	c.broker.Disconnect(c, reason)                 // forget it before the peer sees the end
-	if cleanEnd(reason) && cs.off == len(cs.out) { // never cut a chunk in half
-		rest := append(c.takeRest(nil), chunkedBodyEnd...) // what was queued still goes out
+	c.broker.Disconnect(c, reason) // forget it before the peer sees the end
+	if cleanEnd(reason) {          // the rest of a half-written chunk first, then what was queued
+		rest := append(c.takeRest(cs.batch.take(nil)), chunkedBodyEnd...)
 		_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = cs.conn.Write(rest)
 	}
 	_ = cs.conn.Close()
-	cs.out = nil
+	cs.batch.free()
 	c.broker.adopted.Done()
 }
 

@@ -179,3 +179,64 @@ func TestAdoptAfterClose(t *testing.T) {
 		t.Fatal("client still registered")
 	}
 }
+
+// Over max_queued_bytes a client whose socket refuses bytes goes before one
+// whose queue is larger but whose stream would take it (here: one nobody has
+// written for yet, as when the writers are busy): the first stopped reading,
+// the second only fell behind.
+func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
+	p := DefaultPolicy()
+	p.Heartbeat, p.WriteTimeout = 0, time.Minute
+	p.ClientQueue, p.MaxQueuedBytes = 64<<20, 0
+	b := New("refusing-first", p)
+	t.Cleanup(b.Close)
+	stalled, behind := mustConnect(t, b), mustConnect(t, b)
+	mustSubscribe(t, b, stalled, "posts/*")
+	mustSubscribe(t, b, behind, "posts/*")
+	peer := adoptedPair(t, b, stalled) // never read
+	_ = peer.(*net.TCPConn).SetReadBuffer(4096)
+
+	pad := strings.Repeat("z", 4<<10)
+	published, i := 0, 0
+	publish := func(bytes int) {
+		for target := published + bytes; published < target; i++ {
+			b.Publish(postEvent(t, "update", fmt.Sprint("r", i), `,"pad":"`+pad+`"`))
+			published += len(pad)
+		}
+	}
+	refusing := func() bool {
+		for range 20 { // give the writer a moment to try
+			if _, r := stalled.pendingBytes(); r {
+				return true
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return false
+	}
+	for publish(len(pad)); !refusing(); publish(len(pad)) {
+		if published > 32<<20 {
+			t.Fatal("the socket of a peer that never reads took 32 MB")
+		}
+	}
+	// Until the stalled client's backlog is at least 3/4 of the other's.
+	publish(3 * published)
+	a, _ := stalled.pendingBytes()
+	bb, _ := behind.pendingBytes()
+	if a >= bb || a < bb/2 {
+		t.Fatalf("pending: stalled %d, behind %d", a, bb)
+	}
+	p2 := *p
+	p2.MaxQueuedBytes = int64(a + bb)
+	b.SetPolicy(&p2)
+	publish(int(p2.MaxQueuedBytes)/8 + len(pad))
+
+	if got := stalled.closeReason(); got != ReasonQueuedBytes {
+		t.Fatalf("stalled client: closed %q, want %q", got, ReasonQueuedBytes)
+	}
+	if behind.isClosed() {
+		t.Fatalf("the client that only fell behind was evicted (%q)", behind.closeReason())
+	}
+	if n := b.Stats().Evictions[ReasonQueuedBytes]; n != 1 {
+		t.Fatalf("queued_bytes evictions = %d", n)
+	}
+}

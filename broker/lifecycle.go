@@ -25,7 +25,7 @@ const (
 	ReasonDisconnected = "disconnected" // admin DELETE /realtime/clients/{id}
 	ReasonShutdown     = "shutdown"
 	ReasonAuthStale    = "auth_stale"   // its auth record changed in a way that can't be applied in place
-	ReasonQueuedBytes  = "queued_bytes" // among the largest queues when the broker passed max_queued_bytes
+	ReasonQueuedBytes  = "queued_bytes" // among the stalled or largest queues when the broker passed max_queued_bytes
 	ReasonMoved        = "moved"        // it resumed on another node of the cluster
 )
 

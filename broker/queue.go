@@ -6,7 +6,9 @@ package broker
 // heartbeats) are stored in it. Bytes are copied when the client's writer
 // takes them, so a client that does not read costs a reference per frame
 // rather than a copy of every record (3,000 stalled streams of 20 KB events
-// would otherwise copy 60 MB per event).
+// would otherwise copy 60 MB per event). Writers send the pieces as they are
+// (slices, consume): a batch that a stalled socket does not take is never
+// copied either.
 type frameQueue struct {
 	own    []byte
 	pieces []piece
@@ -61,6 +63,53 @@ func (q *frameQueue) appendShared(b []byte) {
 	q.pieces = append(q.pieces, piece{shared: b})
 }
 
+func (p *piece) bytes(own []byte) []byte {
+	if p.shared != nil {
+		return p.shared
+	}
+	return own[p.off:p.end]
+}
+
+// slices appends the queued bytes to dst as slices of the queue's own memory,
+// no copy: at most maxPieces slices and, unless the first piece is larger,
+// at most maxBytes. They stay valid until the queue is changed.
+func (q *frameQueue) slices(dst [][]byte, maxPieces, maxBytes int) [][]byte {
+	total := 0
+	for i := range q.pieces {
+		b := q.pieces[i].bytes(q.own)
+		if i == maxPieces || (i > 0 && total+len(b) > maxBytes) {
+			break
+		}
+		dst = append(dst, b)
+		total += len(b)
+	}
+	return dst
+}
+
+// consume drops the first n queued bytes (what a writer sent), releasing the
+// shared tails it has passed.
+func (q *frameQueue) consume(n int) {
+	q.n -= n
+	for n > 0 {
+		p := &q.pieces[0]
+		if size := len(p.bytes(q.own)); n < size {
+			if p.shared != nil {
+				p.shared = p.shared[n:]
+			} else {
+				p.off += n
+			}
+			break
+		} else {
+			n -= size
+		}
+		*p = piece{}
+		q.pieces = q.pieces[1:]
+	}
+	if q.n == 0 {
+		q.reset()
+	}
+}
+
 // take appends everything queued to dst and empties the queue.
 func (q *frameQueue) take(dst []byte) []byte {
 	dst = q.appendTo(dst)
@@ -78,12 +127,8 @@ func (q *frameQueue) appendTo(dst []byte) []byte {
 		copy(grown, dst)
 		dst = grown
 	}
-	for _, p := range q.pieces {
-		if p.shared != nil {
-			dst = append(dst, p.shared...)
-		} else {
-			dst = append(dst, q.own[p.off:p.end]...)
-		}
+	for i := range q.pieces {
+		dst = append(dst, q.pieces[i].bytes(q.own)...)
 	}
 	return dst
 }

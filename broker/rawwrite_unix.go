@@ -1,14 +1,20 @@
-//go:build unix
+//go:build linux || darwin || openbsd
 
 package broker
 
-import "syscall"
+import (
+	"syscall"
 
-// newRawWrite returns the non-blocking write of cs.wbuf on a file descriptor.
+	"golang.org/x/sys/unix"
+)
+
+// newRawWrite returns the non-blocking vectored write of cs.wbufs on a file
+// descriptor: a batch's pieces go out in one system call, without being
+// copied into one buffer first.
 func (cs *connState) newRawWrite() func(fd uintptr) bool {
 	return func(fd uintptr) bool {
 		for {
-			cs.wn, cs.werr = syscall.Write(int(fd), cs.wbuf)
+			cs.wn, cs.werr = unix.Writev(int(fd), cs.wbufs)
 			if cs.werr != syscall.EINTR {
 				return true // never park: EAGAIN is reported, not waited for
 			}
