@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -163,16 +164,23 @@ func (a *AuthConfig) authConfig() (auth.Config, error) {
 }
 
 // authenticate turns the POST's credentials into an auth record and marks superusers.
+// The auth record keeps a way to look the same credentials up again, for
+// when an event may have revoked them (broker.Auth.Recheck).
 func authenticate(a *auth.Authenticator, rs *broker.RuleSet) func(*http.Request) (*broker.Auth, error) {
-	return func(r *http.Request) (*broker.Auth, error) {
+	var lookup func(*http.Request) (*broker.Auth, error)
+	lookup = func(r *http.Request) (*broker.Auth, error) {
 		rec, err := a.Authenticate(r)
 		if err != nil || rec == nil {
 			return nil, err
 		}
 		cp := *rec // cached records are shared: never mutate them
 		cp.Superuser = rs.IsSuperuser(&cp)
+		again, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, r.URL.String(), nil)
+		again.Header, again.RemoteAddr = r.Header.Clone(), r.RemoteAddr
+		cp.Recheck = func() (*broker.Auth, error) { return lookup(again) }
 		return &cp, nil
 	}
+	return lookup
 }
 
 func logRules(log *zap.Logger, name string, rs *broker.RuleSet) {

@@ -11,6 +11,11 @@ type Auth struct {
 	Collection string // collection id or name, as the auth record gives it
 	Record     map[string]any
 	Superuser  bool
+	// Recheck looks the client's credentials up again (nil: it cannot be
+	// done). The broker uses it when an event may have invalidated them and
+	// it cannot tell: the first tokenKey it sees for a record that came
+	// without one (PocketBase's auth-refresh never returns it).
+	Recheck func() (*Auth, error) `json:"-"`
 }
 
 // Identity is what makes two auth records the same user (id and collection).

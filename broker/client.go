@@ -41,6 +41,9 @@ type Client struct {
 	subs   map[string]*topicSubs // full topic string -> index entry
 
 	authMu sync.Mutex // serializes auth changes (POSTs, auth record events)
+	// recheckPending is the auth an event dropped while its credentials are
+	// looked up again (see recheckAuth); guarded by authMu.
+	recheckPending *Auth
 	auth   atomic.Pointer[authState]
 	state  sync.Map
 

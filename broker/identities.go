@@ -169,6 +169,18 @@ func (c *Client) refreshAuth(ev *Event, access Access) {
 	if old, had := st.auth.Record["tokenKey"]; had && !reflect.DeepEqual(old, ev.Record["tokenKey"]) {
 		c.setAuthLocked(nil) // a new tokenKey invalidates the tokens: PocketBase logs the client out
 		return
+	} else if key, has := ev.Record["tokenKey"]; has && !had {
+		// Its record came without a tokenKey (PocketBase's auth-refresh hides
+		// it): whether this one is new cannot be told. Guest until its
+		// credentials are looked up again: still valid, it is signed in
+		// again with the fresh record; not, it stays a guest, as PocketBase
+		// logs it out.
+		c.setAuthLocked(nil)
+		if st.auth.Recheck != nil {
+			c.recheckPending = st.auth
+			go c.recheckAuth(st.auth, key)
+		}
+		return
 	}
 	fresh := &Auth{ID: st.auth.ID, Collection: st.auth.Collection, Record: ev.Record}
 	c.broker.identities.move(c, st.auth, fresh)
@@ -178,4 +190,28 @@ func (c *Client) refreshAuth(ev *Event, access Access) {
 		fresh.Superuser = st.auth.Superuser
 	}
 	c.auth.Store(newAuthState(fresh))
+}
+
+// recheckAuth looks up the credentials of dropped again and, when they still
+// name the same record and the client is still the guest the drop made it,
+// signs it in again; tokenKey is kept so a later change is seen.
+func (c *Client) recheckAuth(dropped *Auth, tokenKey any) {
+	fresh, err := dropped.Recheck()
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	if c.recheckPending != dropped {
+		return // signed in again, or rechecked again, meanwhile
+	}
+	c.recheckPending = nil
+	if err != nil || fresh == nil || !SameIdentity(fresh, dropped) || c.Auth() != nil {
+		return
+	}
+	cp := *fresh
+	cp.Record = make(map[string]any, len(fresh.Record)+1)
+	for k, v := range fresh.Record {
+		cp.Record[k] = v
+	}
+	cp.Record["tokenKey"] = tokenKey
+	cp.Recheck = dropped.Recheck
+	c.setAuthLocked(&cp)
 }
