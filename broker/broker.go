@@ -499,8 +499,11 @@ func (b *Broker) deliverEvent(ev *Event, pos uint64) {
 		b.fanout(ev, pos)
 		b.refreshAuth(ev)
 	} else {
-		b.refreshAuth(ev)
+		refreshed := b.refreshAuth(ev)
 		b.fanout(ev, pos)
+		for _, c := range refreshed {
+			c.recheck()
+		}
 	}
 	b.stats.fanout.observe(time.Since(start))
 	b.stats.eventsIn.Add(1)

@@ -104,14 +104,16 @@ func (b *Broker) authClients(ev *Event) []*Client {
 // stay open. A record too partial to replace the one a client holds (it lacks
 // a field rules read through @request.auth.*) ends the client's stream
 // instead: it reconnects and its credentials are looked up afresh.
-func (b *Broker) refreshAuth(ev *Event) {
+func (b *Broker) refreshAuth(ev *Event) []*Client {
 	p := b.Policy()
-	for _, c := range b.authClients(ev) {
+	clients := b.authClients(ev)
+	for _, c := range clients {
 		if p.ForgetAuth != nil {
 			p.ForgetAuth(c.identity())
 		}
 		c.refreshAuth(ev, p.Access)
 	}
+	return clients
 }
 
 // checkAuthRecord refuses an update of a signed-in client's auth record that
@@ -169,19 +171,9 @@ func (c *Client) refreshAuth(ev *Event, access Access) {
 	if old, had := st.auth.Record["tokenKey"]; had && !reflect.DeepEqual(old, ev.Record["tokenKey"]) {
 		c.setAuthLocked(nil) // a new tokenKey invalidates the tokens: PocketBase logs the client out
 		return
-	} else if key, has := ev.Record["tokenKey"]; has && !had {
-		// Its record came without a tokenKey (PocketBase's auth-refresh hides
-		// it): whether this one is new cannot be told. Guest until its
-		// credentials are looked up again: still valid, it is signed in
-		// again with the fresh record; not, it stays a guest, as PocketBase
-		// logs it out.
-		c.setAuthLocked(nil)
-		if st.auth.Recheck != nil {
-			c.recheckPending = st.auth
-			go c.recheckAuth(st.auth, key)
-		}
-		return
 	}
+	_, first := ev.Record["tokenKey"]
+	first = first && st.auth.Record["tokenKey"] == nil
 	fresh := &Auth{ID: st.auth.ID, Collection: st.auth.Collection, Record: ev.Record}
 	c.broker.identities.move(c, st.auth, fresh)
 	if su, ok := access.(interface{ IsSuperuser(*Auth) bool }); ok {
@@ -189,7 +181,34 @@ func (c *Client) refreshAuth(ev *Event, access Access) {
 	} else {
 		fresh.Superuser = st.auth.Superuser
 	}
+	fresh.Recheck = st.auth.Recheck
 	c.auth.Store(newAuthState(fresh))
+	if first {
+		// Its record came without a tokenKey (PocketBase's auth-refresh
+		// hides it): whether this one is new cannot be told. This event is
+		// judged as PocketBase judges a profile edit; then the client is a
+		// guest until its credentials are looked up again (recheck).
+		c.recheckPending = fresh
+	}
+}
+
+// recheck makes a client whose record an event could not judge (see
+// refreshAuth) a guest until its credentials are looked up again: still
+// valid, it is signed in again with the fresh record; revoked (a new
+// password), it stays a guest, as PocketBase logs it out.
+func (c *Client) recheck() {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	pending := c.recheckPending
+	if pending == nil || c.Auth() != pending {
+		return
+	}
+	c.setAuthLocked(nil)
+	if pending.Recheck == nil {
+		c.recheckPending = nil
+		return
+	}
+	go c.recheckAuth(pending, pending.Record["tokenKey"])
 }
 
 // recheckAuth looks up the credentials of dropped again and, when they still

@@ -269,6 +269,8 @@ func (b *Broker) replay(c *Client, r *Record) {
 	}
 	if mine && ev.Action == ActionDelete {
 		c.refreshAuth(ev, p.Access)
+	} else if mine {
+		c.recheck()
 	}
 }
 

