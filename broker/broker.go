@@ -103,6 +103,9 @@ type Broker struct {
 
 	node       string // this broker's name among a cluster's nodes
 	forwarders forwardHandlers
+	// stopRefresh stops keepSessionsFresh of the current cluster transport.
+	sessionsMu  sync.Mutex
+	stopRefresh chan struct{}
 
 	writersOnce sync.Once
 	writerPool  *writerPool
@@ -162,10 +165,18 @@ func (b *Broker) UseTransport(t Transport) error {
 	from := Position{Epoch: b.deliveredEpoch, Position: b.deliveredPos}
 	b.pubMu.Unlock()
 	b.transport.Store(&t)
+	b.sessionsMu.Lock()
+	if b.stopRefresh != nil {
+		close(b.stopRefresh)
+		b.stopRefresh = nil
+	}
 	if cl, ok := t.(Cluster); ok {
 		cl.HandleForwarded(b.onForwarded)
 		cl.HandleGather(b.onGather)
+		b.stopRefresh = make(chan struct{})
+		go b.keepSessionsFresh(b.stopRefresh)
 	}
+	b.sessionsMu.Unlock()
 	return t.Start(b.deliver, from)
 }
 

@@ -44,8 +44,10 @@ type Client struct {
 	// recheckPending is the auth an event dropped while its credentials are
 	// looked up again (see recheckAuth); guarded by authMu.
 	recheckPending *Auth
-	auth   atomic.Pointer[authState]
-	state  sync.Map
+	// sharedAt is when its session was last stored in the cluster (UnixNano; 0: never).
+	sharedAt atomic.Int64
+	auth     atomic.Pointer[authState]
+	state    sync.Map
 
 	delivered atomic.Uint64 // messages written to the stream
 	bytesOut  atomic.Uint64

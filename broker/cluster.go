@@ -44,7 +44,16 @@ type sharedSession struct {
 	Auth   *Auth    `json:"auth,omitempty"`
 	Epoch  string   `json:"epoch"`
 	Since  uint64   `json:"since"`
+	// Ended is when its stream ended (Unix ms); 0: it was live when stored,
+	// and a node that dies never says it ended.
+	Ended int64 `json:"ended,omitempty"`
 }
+
+// SessionTTL is how long the cluster keeps a session: the resume window for
+// an ended stream (checked when it is taken), and for a live one as long as
+// its node refreshes it (every SessionTTL/2) — so a client whose node died
+// after hours still resumes.
+func SessionTTL(window time.Duration) time.Duration { return max(window, time.Hour) }
 
 // shareSession stores c's session in the cluster (after a subscription
 // change, and when its stream ends), so a node other than this one can
@@ -54,9 +63,40 @@ func (b *Broker) shareSession(c *Client, topics []string, auth *Auth) {
 	if cl == nil || b.Policy().ResumeWindow <= 0 {
 		return
 	}
-	raw, err := json.Marshal(sharedSession{IP: c.ip, Topics: topics, Auth: auth, Epoch: b.Epoch(), Since: c.since})
+	s := sharedSession{IP: c.ip, Topics: topics, Auth: auth, Epoch: b.Epoch(), Since: c.since}
+	if c.isClosed() {
+		s.Ended = time.Now().UnixMilli()
+	}
+	raw, err := json.Marshal(s)
 	if err == nil {
+		c.sharedAt.Store(time.Now().UnixNano())
 		cl.SaveSession(c.id, raw)
+	}
+}
+
+// refreshSharedSessions stores again the sessions of live clients stored
+// longer than half the session TTL ago, so they outlive it while live.
+func (b *Broker) refreshSharedSessions() {
+	ttl := SessionTTL(b.Policy().ResumeWindow)
+	stale := time.Now().Add(-ttl / 2).UnixNano()
+	for _, c := range b.Clients() {
+		if at := c.sharedAt.Load(); at != 0 && at < stale && !c.isClosed() {
+			b.shareSession(c, c.Subscriptions(), c.Auth())
+		}
+	}
+}
+
+// keepSessionsFresh runs refreshSharedSessions until stop is closed.
+func (b *Broker) keepSessionsFresh(stop <-chan struct{}) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			b.refreshSharedSessions()
+		}
 	}
 }
 
@@ -73,6 +113,9 @@ func (b *Broker) takeSharedSession(id, ip string) *session {
 	var s sharedSession
 	if err := json.Unmarshal(raw, &s); err != nil || s.IP != ip {
 		return nil
+	}
+	if s.Ended != 0 && time.Since(time.UnixMilli(s.Ended)) > b.Policy().ResumeWindow {
+		return nil // ended longer ago than the window
 	}
 	if s.Epoch != b.Epoch() {
 		s.Since = 0

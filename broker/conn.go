@@ -416,6 +416,12 @@ func (b *Broker) Close() {
 	if b.writerPool != nil {
 		b.writerPool.stop()
 	}
+	b.sessionsMu.Lock()
+	if b.stopRefresh != nil {
+		close(b.stopRefresh)
+		b.stopRefresh = nil
+	}
+	b.sessionsMu.Unlock()
 	_ = b.Transport().Close()
 }
 

@@ -76,7 +76,7 @@ func (t *Transport) openSessions(ctx context.Context) error {
 		return nil
 	}
 	kv, err := t.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: t.sessionBucket(), TTL: ttl, Replicas: t.cfg.Replicas, Storage: t.storage(),
+		Bucket: t.sessionBucket(), TTL: broker.SessionTTL(ttl), Replicas: t.cfg.Replicas, Storage: t.storage(),
 	})
 	if err != nil {
 		return err
