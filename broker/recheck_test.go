@@ -7,10 +7,11 @@ import (
 )
 
 // A client signed in through PocketBase's auth-refresh holds a record without
-// tokenKey. The first event carrying one cannot be judged: the client is a
-// guest until its credentials are looked up again — still valid, it is signed
-// in again (and a later tokenKey change is seen directly); revoked (a new
-// password), it stays a guest, as PocketBase logs it out.
+// tokenKey. The first event carrying one cannot be judged: it is delivered as
+// a profile edit, then the client is a guest until its credentials are looked
+// up again — still valid, it is signed in again (and a later tokenKey change
+// is seen directly); revoked (a new password), it stays a guest, as
+// PocketBase logs it out.
 func TestFirstTokenKeyRechecksCredentials(t *testing.T) {
 	t.Parallel()
 	for _, valid := range []bool{true, false} {
