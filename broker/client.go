@@ -44,6 +44,10 @@ type Client struct {
 	// recheckPending is the auth an event dropped while its credentials are
 	// looked up again (see recheckAuth); guarded by authMu.
 	recheckPending *Auth
+	// replayUntil, while a resume replays outside pubMu, is the last
+	// replayed position: later (live) frames wait in afterReplay. Guarded by mu.
+	replayUntil uint64
+	afterReplay []replayedLive
 	// sharedAt is when its session was last stored in the cluster (UnixNano; 0: never).
 	sharedAt atomic.Int64
 	auth     atomic.Pointer[authState]
@@ -150,6 +154,13 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 		c.mu.Unlock()
 		return false
 	}
+	if c.replayUntil > 0 && pos > c.replayUntil {
+		// A live record while its replay is queued (outside pubMu): it
+		// follows the replay, in order (endReplay).
+		c.afterReplay = append(c.afterReplay, replayedLive{tail, pos})
+		c.mu.Unlock()
+		return true
+	}
 	epoch := c.broker.Epoch()
 	size := c.unsent + c.queue.Len() + frameLen(c.id, epoch, pos, tail)
 	if limit > 0 && size > limit && (c.queue.Len() > 0 || c.unsent > 0) {
@@ -163,6 +174,37 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 	c.frames++
 	c.wakeLocked(wakeups)
 	return true
+}
+
+// replayedLive is a live frame held back while a resume replays.
+type replayedLive struct {
+	tail []byte
+	pos  uint64
+}
+
+// startReplay holds back live frames after position until endReplay.
+func (c *Client) startReplay(position uint64) {
+	c.mu.Lock()
+	c.replayUntil = position
+	c.mu.Unlock()
+}
+
+// endReplay queues the live frames held back during the replay and lets
+// the next ones through.
+func (c *Client) endReplay() {
+	c.mu.Lock()
+	held := c.afterReplay
+	c.replayUntil, c.afterReplay = 0, nil
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	epoch := c.broker.Epoch()
+	for _, f := range held {
+		c.queue.appendFrame(c.id, epoch, f.pos, f.tail, c.conn != nil)
+		c.frames++
+	}
+	c.wakeLocked(nil)
 }
 
 // wakeLocked releases c.mu and wakes the client's writer: its Serve goroutine,
