@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -101,6 +102,8 @@ type Broker struct {
 
 	stats stats
 
+	replaySlots chan struct{} // resumes replaying at once (resume.go)
+
 	node       string // this broker's name among a cluster's nodes
 	forwarders forwardHandlers
 	// stopRefresh stops keepSessionsFresh of the current cluster transport.
@@ -132,6 +135,8 @@ func New(name string, p *Policy) *Broker {
 		seed:  maphash.MakeSeed(),
 		index: newIndex(),
 		memo:  make(map[memoKey]bool),
+
+		replaySlots: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 	}
 	b.identities.m = make(map[string]map[*Client]struct{})
 	b.sessions.m = make(map[string]*session)

@@ -205,8 +205,14 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 		b.Disconnect(c, ReasonDisconnected)
 		return nil, false, nil
 	}
-	for _, r := range held {
-		b.replay(c, r)
+	// A few replays at a time: a storm of resuming clients queues their
+	// backlogs about as fast as the writers send them, instead of all at once.
+	if len(held) > 0 {
+		b.replaySlots <- struct{}{}
+		for _, r := range held {
+			b.replay(c, r)
+		}
+		<-b.replaySlots
 	}
 	c.endReplay()
 	b.resumedHere(c)
