@@ -104,6 +104,12 @@ type Broker struct {
 
 	replaySlots chan struct{} // resumes replaying at once (resume.go)
 
+	// messageCounts are the clients each recent custom message reached here
+	// (by position, under pubMu), for a cluster-wide {"delivered":N}.
+	messageCounts    map[uint64]int
+	messageCountRing [256]uint64
+	messageCountPos  int
+
 	node       string // this broker's name among a cluster's nodes
 	forwarders forwardHandlers
 	// stopRefresh stops keepSessionsFresh of the current cluster transport.
@@ -222,6 +228,7 @@ func (b *Broker) deliver(r *Record) {
 		b.deliverEvent(r.Event, r.Position)
 	} else if r.Message != nil {
 		r.Message.delivered = b.deliverMessage(r.Message, r.Position)
+		b.noteDelivered(r.Position, r.Message.delivered)
 	}
 	b.deliveredEpoch, b.deliveredPos = b.Epoch(), r.Position
 	if b.progress != nil {
@@ -660,6 +667,9 @@ func (b *Broker) SendMessageContext(ctx context.Context, m *Message) (int, error
 	}
 	if err := b.waitDelivered(ctx, last); err != nil {
 		return 0, fmt.Errorf("published, but not yet delivered on this node: %w", err)
+	}
+	if b.Cluster() != nil {
+		return b.clusterDelivered(ctx, last), nil
 	}
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()

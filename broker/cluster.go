@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -159,6 +160,9 @@ func (b *Broker) onGather(req []byte) []byte {
 	if !ok {
 		return nil
 	}
+	if string(kind) == kindDelivered {
+		return b.answerDelivered(payload)
+	}
 	b.forwarders.mu.RLock()
 	fn := b.forwarders.m[string(kind)]
 	b.forwarders.mu.RUnlock()
@@ -231,4 +235,49 @@ func (c *Client) Node() string {
 		return ""
 	}
 	return c.broker.node
+}
+
+// kindDelivered asks every node how many of its clients a custom message reached.
+const kindDelivered = "delivered"
+
+// noteDelivered remembers how many clients the message at position reached
+// here; pubMu held.
+func (b *Broker) noteDelivered(position uint64, n int) {
+	if b.Cluster() == nil {
+		return
+	}
+	if b.messageCounts == nil {
+		b.messageCounts = make(map[uint64]int, len(b.messageCountRing))
+	}
+	delete(b.messageCounts, b.messageCountRing[b.messageCountPos])
+	b.messageCountRing[b.messageCountPos] = position
+	b.messageCountPos = (b.messageCountPos + 1) % len(b.messageCountRing)
+	b.messageCounts[position] = n
+}
+
+// clusterDelivered sums what every node's clients got of the message at position.
+func (b *Broker) clusterDelivered(ctx context.Context, position uint64) int {
+	total := 0
+	for _, raw := range b.Gather(ctx, kindDelivered, strconv.AppendUint(nil, position, 10)) {
+		n, _ := strconv.Atoi(string(raw))
+		total += n
+	}
+	return total
+}
+
+// answerDelivered is a node's answer to kindDelivered: it waits (briefly)
+// until it delivered the message itself.
+func (b *Broker) answerDelivered(payload []byte) []byte {
+	position, err := strconv.ParseUint(string(payload), 10, 64)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if b.waitDelivered(ctx, position) != nil {
+		return nil
+	}
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	return strconv.AppendInt(nil, int64(b.messageCounts[position]), 10)
 }

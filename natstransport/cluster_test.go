@@ -221,3 +221,29 @@ func TestClusterListsAndStats(t *testing.T) {
 		t.Errorf("cluster stats: clients %v, nodes %d: %v", stats["clients"], len(byNode), stats)
 	}
 }
+
+// A custom message's {"delivered":N} counts the clients of every node.
+func TestClusterMessageDelivered(t *testing.T) {
+	port := freePort(t)
+	runServer(t, port, t.TempDir())
+	a, b := startClusterNode(t, port), startClusterNode(t, port)
+	var streams []*stream
+	for _, n := range []*clusterNode{a, b, b} {
+		s := openStream(t, n.endpoint.URL, "")
+		var hello struct{ ClientID string }
+		_ = json.Unmarshal([]byte(s.next(t)[2]), &hello)
+		if code, body := post(t, n.endpoint.URL, `{"clientId":"`+hello.ClientID+`","subscriptions":["news"]}`); code != http.StatusNoContent {
+			t.Fatalf("subscribe: %d %s", code, body)
+		}
+		streams = append(streams, s)
+	}
+	code, body := post(t, a.admin.URL+"/realtime/messages", `{"name":"news","data":{"x":1}}`)
+	if code != http.StatusOK || body != `{"delivered":3}`+"\n" && body != `{"delivered":3}` {
+		t.Fatalf("message: %d %s, want delivered 3 (one client on this node, two on the other)", code, body)
+	}
+	for _, s := range streams {
+		if f := s.next(t); f[1] != "news" {
+			t.Errorf("frame %v", f)
+		}
+	}
+}
