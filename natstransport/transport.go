@@ -417,7 +417,10 @@ func (t *Transport) Publish(ctx context.Context, recs []*broker.Record) (uint64,
 	if len(recs) > maxBatch {
 		return 0, 0, ErrBatchTooLarge
 	}
-	if t.nc == nil || !t.nc.IsConnected() {
+	// Not consuming yet: a record stored now could fall into the backfill of
+	// the join to come, never delivered here, and the publish waiting for its
+	// local delivery would hang.
+	if t.nc == nil || !t.nc.IsConnected() || !t.ready.Load() {
 		return 0, 0, ErrUnavailable
 	}
 	if _, ok := ctx.Deadline(); !ok {

@@ -228,3 +228,27 @@ func TestLateJoinAndNewEpoch(t *testing.T) {
 		t.Errorf("first publish of the new stream: position %d", last)
 	}
 }
+
+// A node connected to NATS but not consuming the stream yet (here: its
+// stream config cannot be applied) refuses publishes: a record it stored
+// would land in the backfill of its later join, never delivered on this
+// node, and the admin publish waiting for its local delivery would hang.
+func TestPublishRefusedUntilConsuming(t *testing.T) {
+	port := freePort(t)
+	runServer(t, port, t.TempDir())
+	a := startNode(t, port, "NOTYET")
+	b := New(Config{URLs: []string{url(port)}, Stream: "NOTYET", Replicas: 3, Window: time.Minute, Name: t.Name()})
+	if err := b.Start(func(*broker.Record) {}, broker.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	waitFor(t, "connected", func() bool { return b.Conn().IsConnected() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := b.Publish(ctx, []*broker.Record{event(t, "", "r1")}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("publish on a node not consuming: %v, want ErrUnavailable", err)
+	}
+	if got := a.delivered(); len(got) != 0 {
+		t.Fatalf("the refused publish reached the stream: %v", got)
+	}
+}
