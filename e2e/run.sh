@@ -4,6 +4,9 @@
 #   e2e/run.sh caddy         # our module (builds e2e/.bin/caddy)
 #   e2e/run.sh pocketbase    # the reference PocketBase v0.40.4 (builds e2e/.peer/base once)
 #   e2e/run.sh all           # both; non-zero if either fails
+#   e2e/run.sh cluster       # 3 Caddy nodes on a 3-server NATS JetStream cluster behind a Caddy
+#                            # load balancer (builds e2e/.bin/nats-server too); E2E_CLUSTER_LB=ip_hash
+#                            # keeps every request on one node (see lib/targets.js)
 #   e2e/run.sh diff          # differential suite: PocketBase as the oracle for our Caddy (diff/run.js;
 #                            # DIFF_SEED, DIFF_CASES=3000 for a long run; see README)
 #   e2e/run.sh hook          # PocketBase running integrations/pocketbase/pb_hooks feeds our Caddy; SDK
@@ -18,9 +21,9 @@ cd "$E2E_DIR"
 target="${1:-${E2E_TARGET:-caddy}}"
 [[ $# -gt 0 ]] && shift
 case "$target" in
-caddy | pocketbase | all | diff | hook) ;;
+caddy | pocketbase | all | diff | hook | cluster) ;;
 *)
-	echo "usage: $0 [caddy|pocketbase|all|diff|hook] [test files...]" >&2
+	echo "usage: $0 [caddy|pocketbase|all|diff|hook|cluster] [test files...]" >&2
 	exit 2
 	;;
 esac
@@ -30,8 +33,11 @@ if [[ ! -d node_modules ]]; then
 fi
 
 if [[ -z "${E2E_SKIP_BUILD:-}" ]]; then
-	if [[ "$target" == caddy || "$target" == all || "$target" == diff || "$target" == hook ]]; then
+	if [[ "$target" == caddy || "$target" == all || "$target" == diff || "$target" == hook || "$target" == cluster ]]; then
 		./scripts/build-caddy.sh || exit 1
+	fi
+	if [[ "$target" == cluster ]]; then
+		./scripts/build-nats-server.sh || exit 1
 	fi
 	if [[ "$target" == pocketbase || "$target" == all || "$target" == diff || "$target" == hook ]]; then
 		./scripts/build-pocketbase.sh || exit 1
@@ -46,8 +52,7 @@ fi
 if [[ "$target" == hook ]]; then
 	# The cluster case runs three Caddy nodes on a nats-server, the module's own test dependency.
 	if [[ -z "${E2E_SKIP_BUILD:-}" || ! -x .bin/nats-server ]]; then
-		echo "building nats-server into e2e/.bin..."
-		(cd .. && go build -o e2e/.bin/nats-server github.com/nats-io/nats-server/v2) || exit 1
+		./scripts/build-nats-server.sh || exit 1
 	fi
 	echo "=== PocketBase v0.40.4 with realtime.pb.js feeding our Caddy (one node, three on NATS) ==="
 	exec node --test --test-concurrency=1 --test-force-exit "${@:-hook/}"

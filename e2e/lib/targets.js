@@ -1,4 +1,4 @@
-// The server under test, chosen by E2E_TARGET=caddy|pocketbase (default caddy).
+// The server under test, chosen by E2E_TARGET=caddy|pocketbase|cluster (default caddy).
 // Each target starts its own server on free 127.0.0.1 ports with a fresh temp dir, and offers the
 // same small API to the tests: an SDK client factory, login, publish, and (ours only) admin calls.
 import "./setup.js";
@@ -18,14 +18,23 @@ const execFileP = promisify(execFile);
 const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export const TARGET = (process.env.E2E_TARGET || "caddy").toLowerCase();
-if (!["caddy", "pocketbase"].includes(TARGET)) {
-	throw new Error(`E2E_TARGET must be caddy or pocketbase, got ${JSON.stringify(TARGET)}`);
+if (!["caddy", "pocketbase", "cluster"].includes(TARGET)) {
+	throw new Error(`E2E_TARGET must be caddy, pocketbase or cluster, got ${JSON.stringify(TARGET)}`);
 }
 
 /** What each target can do; tests skip on a missing feature with the reason given here. */
 const FEATURES = {
 	caddy: {
 		orderedDelivery: true, // DESIGN §2: events reach each client in publish order
+		adminPublish: true,
+		customMessages: true,
+		wildcard: true,
+		clientList: true,
+		adminDisconnect: true,
+		resume: true,
+	},
+	cluster: {
+		orderedDelivery: true,
 		adminPublish: true,
 		customMessages: true,
 		wildcard: true,
@@ -63,7 +72,7 @@ export function skipUnless(...names) {
 }
 
 export async function startTarget() {
-	const t = TARGET === "pocketbase" ? new PocketBaseTarget() : new CaddyTarget();
+	const t = TARGET === "pocketbase" ? new PocketBaseTarget() : TARGET === "cluster" ? new ClusterTarget() : new CaddyTarget();
 	try {
 		await t.start();
 	} catch (err) {
@@ -290,8 +299,8 @@ export function parseClientList(json) {
 }
 
 class CaddyTarget extends BaseTarget {
-	constructor() {
-		super("caddy");
+	constructor(name = "caddy") {
+		super(name);
 		this.records = new Map(); // "collection/id" -> last published state
 	}
 
@@ -416,6 +425,152 @@ class CaddyTarget extends BaseTarget {
 		const res = await this.admin("POST", "/realtime/messages", { name, data, ...extra });
 		if (res.status !== 200) throw new Error(`POST /realtime/messages: ${res.status} ${res.text}`);
 		return res.json;
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several nodes: 3 nats-server processes (e2e/.bin/nats-server) in one JetStream cluster, 3 Caddy
+// nodes with the contract Caddyfile on `transport nats`, and a 4th Caddy as the load balancer the
+// SDK talks to. Events are published on the three nodes' admin APIs in turn.
+// E2E_CLUSTER_LB: the balancer's policy, round_robin (default) or ip_hash. Round robin sends a
+// subscription POST to any node: it needs requests about a client forwarded to the node holding
+// its stream (issue 11 item 3). ip_hash sends every request of the tests (one client IP) to one node.
+
+export function nodeCaddyfile(ports, natsUrls) {
+	return caddyfile(ports).replace(
+		"\t\theartbeat 1s\n",
+		`\t\theartbeat 1s\n\t\ttransport nats ${natsUrls.join(" ")} {\n\t\t\treplicas 3\n\t\t}\n`,
+	);
+}
+
+export function balancerCaddyfile({ port, adminPort, upstreams, policy }) {
+	return `{
+	admin 127.0.0.1:${adminPort}
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:${port} {
+	reverse_proxy ${upstreams.join(" ")} {
+		lb_policy ${policy}
+		lb_try_duration 5s
+		lb_try_interval 100ms
+		flush_interval -1
+	}
+}
+`;
+}
+
+class ClusterTarget extends CaddyTarget {
+	constructor() {
+		super("cluster");
+		this.procs = [];
+		this.published = 0;
+	}
+
+	async start() {
+		await this.makeTmp("e2e-cluster-");
+		const bin = process.env.E2E_CADDY_BIN || path.join(E2E_DIR, ".bin", "caddy");
+		const natsBin = process.env.E2E_NATS_BIN || path.join(E2E_DIR, ".bin", "nats-server");
+		for (const b of [bin, natsBin]) {
+			if (!fs.existsSync(b)) throw new Error(`${b} not found: run e2e/scripts/build-caddy.sh`);
+		}
+		const policy = process.env.E2E_CLUSTER_LB || "round_robin";
+		const ports = await freePorts(15);
+		const nats = [0, 1, 2].map((i) => ({ port: ports[2 * i], cluster: ports[2 * i + 1] }));
+		const natsUrls = nats.map((n) => `nats://127.0.0.1:${n.port}`);
+		this.authPort = ports[6];
+		this.auth = new AuthServer();
+		await this.auth.listen(this.authPort);
+
+		nats.forEach((n, i) => {
+			const dir = path.join(this.tmp, `nats${i + 1}`);
+			const routes = nats.filter((o) => o !== n).map((o) => `nats://127.0.0.1:${o.cluster}`);
+			this.procs.push(this.spawnServer(natsBin, [
+				"-a", "127.0.0.1", "-p", String(n.port), "-js", "-sd", dir, "--server_name", `n${i + 1}`,
+				"--cluster_name", "realtime", "--cluster", `nats://127.0.0.1:${n.cluster}`, "--routes", routes.join(","),
+			]));
+		});
+
+		const env = (name) => ({
+			HOME: path.join(this.tmp, name),
+			XDG_CONFIG_HOME: path.join(this.tmp, name, "config"),
+			XDG_DATA_HOME: path.join(this.tmp, name, "data"),
+		});
+		this.nodes = [0, 1, 2].map((i) => ({
+			name: `node${i + 1}`,
+			port: ports[7 + 2 * i],
+			adminPort: ports[8 + 2 * i],
+			adminUrl: `http://127.0.0.1:${ports[8 + 2 * i]}`,
+		}));
+		for (const n of this.nodes) {
+			const config = path.join(this.tmp, `${n.name}.Caddyfile`);
+			await fsp.writeFile(config, nodeCaddyfile({ port: n.port, adminPort: n.adminPort, authPort: this.authPort }, natsUrls));
+			this.procs.push(this.spawnServer(bin, ["run", "--config", config, "--adapter", "caddyfile"], env(n.name)));
+		}
+		[this.port, this.adminPort] = [ports[13], ports[14]];
+		this.url = `http://127.0.0.1:${this.port}`;
+		const lbConfig = path.join(this.tmp, "lb.Caddyfile");
+		await fsp.writeFile(lbConfig, balancerCaddyfile({
+			port: this.port,
+			adminPort: this.adminPort,
+			upstreams: this.nodes.map((n) => `127.0.0.1:${n.port}`),
+			policy,
+		}));
+		this.proc = this.spawnServer(bin, ["run", "--config", lbConfig, "--adapter", "caddyfile"], env("lb"));
+		this.procs.push(this.proc);
+
+		// Ready when every node publishes through JetStream (a custom message nobody listens to).
+		for (const n of this.nodes) {
+			this.adminUrl = n.adminUrl;
+			await this.waitReady(`${n.adminUrl}/realtime/messages`, {
+				method: "POST",
+				headers: this.adminHeaders({ "Content-Type": "application/json" }),
+				body: JSON.stringify({ name: "warmup", data: 1 }),
+			}, (res) => res.status === 200, 60_000);
+		}
+		await this.waitReady(`${this.url}/api/realtime`, { method: "POST", body: "{}" }, (res) => res.status < 500);
+
+		// Admin routes about clients go to the node holding the tests' streams: until they are
+		// forwarded between nodes that is the node the balancer picks (one, with ip_hash).
+		this.adminUrl = this.nodes[0].adminUrl;
+		if (policy !== "round_robin") {
+			const probe = await this.connectRaw();
+			for (const n of this.nodes) {
+				const res = await fetch(`${n.adminUrl}/realtime/clients/${probe.clientId}`, { headers: { Origin: n.adminUrl } });
+				if (res.status === 200) this.adminUrl = n.adminUrl;
+			}
+			probe.close();
+		}
+	}
+
+	/** Publishes go to the three nodes in turn: each answers after JetStream's ack. */
+	async postEvents(events) {
+		const node = this.nodes[this.published++ % this.nodes.length];
+		const res = await fetch(`${node.adminUrl}/realtime/events`, {
+			method: "POST",
+			headers: { Origin: node.adminUrl, "Content-Type": "application/json" },
+			body: JSON.stringify(events.length === 1 ? events[0] : events),
+		});
+		const text = await res.text();
+		if (res.status !== 200 || JSON.parse(text)?.published !== events.length) {
+			throw new Error(`POST /realtime/events on ${node.name} (${events.length} events): expected 200 {"published":${events.length}}, got ${res.status} ${text}`);
+		}
+		for (const e of events) {
+			const key = `${e.record.collectionName}/${e.record.id}`;
+			if (e.action === "delete") this.records.delete(key);
+			else this.records.set(key, e.record);
+		}
+		return events.map((e) => e.record);
+	}
+
+	async stopProcess(graceMs = 5000) {
+		const procs = this.procs.reverse();
+		this.procs = [];
+		for (const proc of procs) {
+			this.proc = proc;
+			await super.stopProcess(graceMs);
+		}
+		this.proc = null;
 	}
 }
 
