@@ -533,7 +533,18 @@ class ClusterTarget extends CaddyTarget {
 		// Admin routes about clients go to the node holding the tests' streams: until they are
 		// forwarded between nodes that is the node the balancer picks (one, with ip_hash).
 		this.adminUrl = this.nodes[0].adminUrl;
-		if (policy !== "round_robin") {
+		if (policy === "round_robin") {
+			// One stream, its subscription POSTed once to each node: a 404 means requests about a
+			// client are not forwarded to its node, and every test would fail on it.
+			const probe = await this.connectRaw();
+			const statuses = [];
+			for (const _ of this.nodes) statuses.push((await this.postSubscriptions(probe.clientId, ["posts"])).status);
+			probe.close();
+			if (statuses.includes(404)) {
+				throw new Error(`cluster target, round robin: a subscription POST on a node that does not hold the stream got 404 (${statuses.join(", ")}): ` +
+					"it must be forwarded to the node holding it (issue 11 item 3); until then run E2E_CLUSTER_LB=ip_hash");
+			}
+		} else {
 			const probe = await this.connectRaw();
 			for (const n of this.nodes) {
 				const res = await fetch(`${n.adminUrl}/realtime/clients/${probe.clientId}`, { headers: { Origin: n.adminUrl } });
