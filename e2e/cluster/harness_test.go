@@ -180,14 +180,15 @@ func (c *natsCluster) waitMetaLeader() {
 // Caddy processes.
 
 type caddyProc struct {
-	t     testing.TB
-	name  string
-	cmd   *exec.Cmd
-	dir   string
-	admin string // host:port
-	port  int
-	logs  *syncBuffer
-	done  chan struct{}
+	t      testing.TB
+	name   string
+	cmd    *exec.Cmd
+	dir    string
+	config string // the Caddyfile's path
+	admin  string // host:port
+	port   int
+	logs   *syncBuffer
+	done   chan struct{}
 }
 
 type syncBuffer struct {
@@ -211,7 +212,7 @@ func (s *syncBuffer) String() string {
 // ports, and waits until the admin API and the site answer.
 func startCaddy(t testing.TB, name, caddyfile string) *caddyProc {
 	t.Helper()
-	p := &caddyProc{t: t, name: name, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &caddyProc{t: t, name: name, dir: t.TempDir(), logs: &syncBuffer{}}
 	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.port = freePort(t)
 	path := filepath.Join(p.dir, "Caddyfile")
@@ -219,19 +220,30 @@ func startCaddy(t testing.TB, name, caddyfile string) *caddyProc {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
-	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "HOME="+p.dir)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	p.config = path
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() && os.Getenv("CLUSTER_LOGS") != "" {
 			t.Logf("%s output:\n%s", p.name, p.logs.String())
 		}
 	})
+	p.launch()
+	return p
+}
+
+// launch runs the process on the config and waits until it serves.
+func (p *caddyProc) launch() {
+	t := p.t
+	t.Helper()
+	p.cmd = exec.Command(caddyBin, "run", "--config", p.config, "--adapter", "caddyfile")
+	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "HOME="+p.dir)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	p.done = done
+	go func() { _ = p.cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + p.admin + "/config/")
@@ -239,16 +251,16 @@ func startCaddy(t testing.TB, name, caddyfile string) *caddyProc {
 			resp.Body.Close()
 			if conn, derr := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port)); resp.StatusCode == http.StatusOK && derr == nil {
 				conn.Close()
-				return p
+				return
 			}
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("%s exited during start-up:\n%s", name, p.logs.String())
+		case <-done:
+			t.Fatalf("%s exited during start-up:\n%s", p.name, p.logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not become ready: %v\n%s", name, err, p.logs.String())
+			t.Fatalf("%s did not become ready: %v\n%s", p.name, err, p.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -384,6 +396,16 @@ type sseClient struct {
 // PB_CONNECT.
 func openStream(t testing.TB, name, url, lastEventID string) *sseClient {
 	t.Helper()
+	c, err := dialStream(t, name, url, lastEventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.cancel)
+	return c
+}
+
+// dialStream is openStream returning its errors, for goroutines.
+func dialStream(t testing.TB, name, url, lastEventID string) (*sseClient, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if lastEventID != "" {
@@ -392,13 +414,13 @@ func openStream(t testing.TB, name, url, lastEventID string) *sseClient {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("GET %s: %v", url, err)
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		cancel()
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
 	c := &sseClient{t: t, name: name, frames: make(chan frame, 1<<16), err: make(chan error, 1), cancel: cancel}
 	go func() {
@@ -433,15 +455,18 @@ func openStream(t testing.TB, name, url, lastEventID string) *sseClient {
 			started = true
 		}
 	}()
-	t.Cleanup(cancel)
-	c.connect = c.next(10 * time.Second)
+	select {
+	case c.connect = <-c.frames:
+	case <-time.After(10 * time.Second):
+	}
 	if c.connect.Event != "PB_CONNECT" {
-		t.Fatalf("%s: first frame %+v, want PB_CONNECT", name, c.connect)
+		cancel()
+		return nil, fmt.Errorf("%s: first frame %+v, want PB_CONNECT", name, c.connect)
 	}
 	var data struct{ ClientID string }
 	_ = json.Unmarshal([]byte(c.connect.Data), &data)
 	c.id = data.ClientID
-	return c
+	return c, nil
 }
 
 // resumed reads PB_CONNECT's "resumed".
