@@ -85,6 +85,30 @@ func (t *Transport) openSessions(ctx context.Context) error {
 	return nil
 }
 
+// retrySessions keeps trying to open the session bucket until it is open:
+// creating it can outlast consume's deadline (three nodes creating one R3
+// bucket at once on a cluster just formed), and the consumer may then run
+// for hours without another attempt.
+func (t *Transport) retrySessions() {
+	if !t.kvRetrying.CompareAndSwap(false, true) {
+		return
+	}
+	defer t.kvRetrying.Store(false)
+	for t.sessions() == nil {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
+		err := t.openSessions(ctx)
+		cancel()
+		if err == nil {
+			t.cfg.Logger.Info("the session bucket is open: clients resume on any node", zap.String("bucket", t.sessionBucket()))
+		}
+	}
+}
+
 func (t *Transport) sessions() jetstream.KeyValue {
 	if p := t.kv.Load(); p != nil {
 		return *p

@@ -70,6 +70,7 @@ type Transport struct {
 	forwarded  func(clientID string, req []byte) ([]byte, bool)
 	gathered   func(req []byte) []byte
 	kv         atomic.Pointer[jetstream.KeyValue]
+	kvRetrying atomic.Bool
 	sessionOps chan sessionOp
 
 	ctx    context.Context
@@ -250,8 +251,11 @@ func (t *Transport) consume() error {
 	if err != nil {
 		return fmt.Errorf("stream %q: %w", t.cfg.Stream, err)
 	}
-	if err := t.openSessions(ctx); err != nil {
-		t.cfg.Logger.Warn("the session bucket is unavailable: clients resume only on the node they left", zap.Error(err))
+	if t.sessions() == nil {
+		if err := t.openSessions(ctx); err != nil {
+			t.cfg.Logger.Warn("the session bucket is unavailable: clients resume only on the node they left; retrying", zap.Error(err))
+			go t.retrySessions()
+		}
 	}
 	info := stream.CachedInfo()
 	epoch := broker.EpochOf(t.cfg.Stream + "\x00" + info.Created.UTC().Format(time.RFC3339Nano))
