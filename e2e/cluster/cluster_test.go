@@ -360,10 +360,11 @@ func diff(want, got []string) (missing, extra []string) {
 }
 
 // (e) A Caddy node killed with SIGKILL: its client comes back through the load
-// balancer with Last-Event-ID, lands on another node, and resumes with what
-// it missed.
+// balancer with Last-Event-ID, lands on another node, and resumes from the
+// session the dead node shared in JetStream KV, with what it missed.
 func TestNodeKilledClientResumes(t *testing.T) {
 	c := startCluster(t)
+	c.waitSessionBuckets()
 	bystander := c.client("bystander on node1", 0)
 	var victim *sseClient
 	for k := 0; victim == nil && k < 6; k++ {
@@ -382,6 +383,7 @@ func TestNodeKilledClientResumes(t *testing.T) {
 		}
 	}
 
+	c.waitSession(victim.id)
 	c.nodes[1].kill()
 	victim.close()
 	c.nodes[0].mustPublish(event("k2"), 1)
@@ -389,8 +391,7 @@ func TestNodeKilledClientResumes(t *testing.T) {
 
 	back := openStream(t, "the victim, back through the LB", c.lb.url("/api/realtime"), victim.lastID)
 	if !back.resumed() {
-		t.Skip("the killed node's client came back as a new client (resumed:false): resuming on another node " +
-			"needs sessions in JetStream KV (issue 11 item 4), not built yet")
+		t.Fatalf("the killed node's client came back as a new client: %s", back.connect.Data)
 	}
 	if back.id != victim.id {
 		t.Fatalf("resumed as %s, want %s", back.id, victim.id)
@@ -404,5 +405,44 @@ func TestNodeKilledClientResumes(t *testing.T) {
 		if want := []string{"k2", "k3", "k4"}; !slices.Equal(ids, want) {
 			t.Errorf("%s received %v, want %v", s.name, ids, want)
 		}
+	}
+}
+
+// Requests about a client reach the node holding it wherever the load
+// balancer sends them: subscription POSTs through round robin, and the admin
+// client routes on every node.
+func TestForwardedThroughLB(t *testing.T) {
+	c := startCluster(t)
+	s := openStream(t, "client through the LB", c.lb.url("/api/realtime"), "")
+	for k, topics := range [][]string{{"posts"}, {"posts", "posts/a"}, {"posts/b"}, {"posts"}} {
+		if r := subscribe(t, c.lb.url(""), s.id, topics...); r.status != http.StatusNoContent {
+			t.Fatalf("subscription POST %d through the LB: %d %s", k+1, r.status, r.body)
+		}
+	}
+	if r := subscribe(t, c.lb.url(""), "nosuchclient0000000000000000000000000000", "posts"); r.status != http.StatusNotFound {
+		t.Fatalf("subscription POST of an unknown client: %d %s, want 404", r.status, r.body)
+	}
+	holder := c.holder(s.id)
+	for _, n := range c.nodes {
+		r := n.adminDo(http.MethodGet, "/realtime/clients/"+s.id, "")
+		if r.status != http.StatusOK || !strings.Contains(r.body, `"posts"`) {
+			t.Fatalf("GET /realtime/clients/{id} on %s: %d %s", n.name, r.status, r.body)
+		}
+	}
+	c.nodes[(holder+1)%3].mustPublish(event("fwd-1"), 1)
+	if f := s.next(10 * time.Second); f.recordID() != "fwd-1" {
+		t.Fatalf("got %+v, want fwd-1", f)
+	}
+	other := c.nodes[(holder+2)%3]
+	if r := other.adminDo(http.MethodDelete, "/realtime/clients/"+s.id, ""); r.status/100 != 2 {
+		t.Fatalf("DELETE /realtime/clients/{id} on %s: %d %s", other.name, r.status, r.body)
+	}
+	select {
+	case _, open := <-s.frames:
+		for open {
+			_, open = <-s.frames
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream stayed open after a DELETE on another node")
 	}
 }

@@ -332,10 +332,24 @@ func (p *caddyProc) mustPublish(body string, want int) {
 	}
 }
 
-// holds says whether the node holds the client's stream.
+// holds says whether the node holds the client's stream: it lists it among
+// its own clients (any node answers GET /realtime/clients/{id}, forwarded to
+// the holder).
 func (p *caddyProc) holds(clientID string) bool {
-	r, err := do(http.MethodGet, p.adminURL("/realtime/clients/"+clientID), "")
-	return err == nil && r.status == http.StatusOK
+	r, err := do(http.MethodGet, p.adminURL("/realtime/clients?scope=node&limit=1000"), "")
+	if err != nil || r.status != http.StatusOK {
+		return false
+	}
+	var list struct {
+		Clients []struct{ ID string }
+	}
+	_ = json.Unmarshal([]byte(r.body), &list)
+	for _, c := range list.Clients {
+		if c.ID == clientID {
+			return true
+		}
+	}
+	return false
 }
 
 // event is an admin event body creating posts/<id>, deduplicated by id.
@@ -540,5 +554,9 @@ const brokerName = "cluster"
 
 // adminURL is the URL of an admin route of the node, for the cluster's broker.
 func (p *caddyProc) adminURL(path string) string {
-	return "http://" + p.admin + path + "?broker=" + brokerName
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return "http://" + p.admin + path + sep + "broker=" + brokerName
 }

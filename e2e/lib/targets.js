@@ -574,14 +574,27 @@ class ClusterTarget extends CaddyTarget {
 		return events.map((e) => e.record);
 	}
 
+	/** Every process at once, so stop() stays within its hook's timeout. */
 	async stopProcess(graceMs = 5000) {
-		const procs = this.procs.reverse();
+		this.stopping = true;
+		const procs = this.procs;
 		this.procs = [];
-		for (const proc of procs) {
-			this.proc = proc;
-			await super.stopProcess(graceMs);
-		}
 		this.proc = null;
+		await Promise.all(procs.map(async (proc) => {
+			if (proc.exitCode !== null || proc.signalCode !== null) return;
+			proc.kill("SIGTERM");
+			if (!(await Promise.race([proc.exited, delay(graceMs).then(() => null)]))) {
+				proc.kill("SIGKILL");
+				await proc.exited;
+			}
+		}));
+	}
+
+	/** A start that outlived its hook's timeout must not leave processes behind stop(). */
+	spawnServer(bin, args, env) {
+		const proc = super.spawnServer(bin, args, env);
+		if (this.stopping) proc.kill("SIGKILL");
+		return proc;
 	}
 }
 
