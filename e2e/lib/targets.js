@@ -529,6 +529,14 @@ class ClusterTarget extends CaddyTarget {
 			}, (res) => res.status === 200, 60_000);
 		}
 		await this.waitReady(`${this.url}/api/realtime`, { method: "POST", body: "{}" }, (res) => res.status < 500);
+		// Sessions a node shares before its session bucket is open are not stored (resume tests
+		// would then see resumed:false on another node): wait for every node's bucket.
+		await waitFor(() => {
+			const log = fs.readFileSync(this.logFile, "utf8");
+			const count = (s) => log.split(s).length - 1;
+			return count("consuming the NATS JetStream stream") >= 3 &&
+				count("the session bucket is unavailable") <= count("the session bucket is open");
+		}, 60_000, "every node's session bucket open");
 
 		// Admin routes about clients go to the node holding the tests' streams: until they are
 		// forwarded between nodes that is the node the balancer picks (one, with ip_hash).
