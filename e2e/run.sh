@@ -5,8 +5,8 @@
 #   e2e/run.sh pocketbase    # the reference PocketBase v0.40.4 (builds e2e/.peer/base once)
 #   e2e/run.sh all           # both; non-zero if either fails
 #   e2e/run.sh cluster       # 3 Caddy nodes on a 3-server NATS JetStream cluster behind a Caddy
-#                            # load balancer (builds e2e/.bin/nats-server too); E2E_CLUSTER_LB=ip_hash
-#                            # keeps every request on one node (see lib/targets.js)
+#                            # load balancer, round robin (builds e2e/.bin/nats-server too);
+#                            # E2E_CLUSTER_LB=ip_hash keeps every request on one node (lib/targets.js)
 #   e2e/run.sh diff          # differential suite: PocketBase as the oracle for our Caddy (diff/run.js;
 #                            # DIFF_SEED, DIFF_CASES=3000 for a long run; see README)
 #   e2e/run.sh hook          # PocketBase running integrations/pocketbase/pb_hooks feeds our Caddy; SDK
