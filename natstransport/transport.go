@@ -263,9 +263,18 @@ func (t *Transport) consume() error {
 	// Records up to backfill are logged for resuming clients but not fanned
 	// out: they were published before this node (re)joined the order.
 	var backfill uint64
-	if epoch == t.Epoch() && t.log.Last() > 0 {
+	if epoch == t.Epoch() && t.Last() > 0 {
+		// The same order, rejoined (NATS came back): continue exactly after
+		// what this node consumed, still without fanning out what came
+		// before it first joined. (Starting over here would skip, unseen,
+		// everything published since the first join.)
+		backfill = t.joined.Load()
+		start := backfill + 1
+		if l := t.log.Last(); l > 0 {
+			start = l + 1
+		}
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = t.log.Last() + 1
+		cfg.OptStartSeq = start
 	} else {
 		if t.Epoch() != "" {
 			t.cfg.Logger.Warn("the NATS stream is new (lost or recreated): a new epoch, so resuming clients start over",
@@ -281,7 +290,10 @@ func (t *Transport) consume() error {
 			cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 			cfg.OptStartTime = &start
 		} else {
-			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+			// By sequence, not "new": a record published between reading
+			// the stream's state and creating the consumer is still delivered.
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = backfill + 1
 			t.log.Reset(backfill)
 		}
 		t.joined.Store(backfill)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"slices"
 	"sync"
 	"testing"
@@ -250,5 +252,44 @@ func TestPublishRefusedUntilConsuming(t *testing.T) {
 	}
 	if got := a.delivered(); len(got) != 0 {
 		t.Fatalf("the refused publish reached the stream: %v", got)
+	}
+}
+
+// A node that joined but had consumed nothing yet (the window held nothing)
+// when NATS went away gets what was published before it reconnected, not
+// mistaken for a backfill. (Here the ordered consumer resumes by itself; the
+// same must hold when consume starts over, which the chaos test provoked.)
+func TestRejoinBeforeAnyRecord(t *testing.T) {
+	port, dir := freePort(t), t.TempDir()
+	s := runServer(t, port, dir)
+	a := startNode(t, port, "REJOIN")
+	publish(t, a, message("old1"), message("old2"))
+	c := &node{Transport: New(Config{URLs: []string{url(port)}, Stream: "REJOIN", Window: 300 * time.Millisecond})}
+	time.Sleep(400 * time.Millisecond) // what is in the stream is older than c's window
+	if err := c.Start(func(r *broker.Record) {
+		c.mu.Lock()
+		c.got = append(c.got, fmt.Sprintf("%d:%s", r.Position, name(r)))
+		c.mu.Unlock()
+	}, broker.Position{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	waitFor(t, "c consuming", c.Ready)
+	s.Shutdown()
+	waitFor(t, "c disconnected", func() bool { return !c.Conn().IsConnected() })
+	runServer(t, port, dir)
+	// Published at once, before c is back (it waits 250 ms to reconnect).
+	nc, err := nats.Connect(url(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.Publish(context.Background(), "REJOIN.message", []byte(`{"message":{"name":"new","data":1}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery at c", func() bool { return len(c.delivered()) >= 1 })
+	if got := c.delivered(); !slices.Equal(got, []string{"3:new"}) {
+		t.Errorf("c delivered %v, want [3:new]", got)
 	}
 }
