@@ -507,11 +507,25 @@ func (b *Broker) PublishContext(ctx context.Context, events []*Event) (int, erro
 		return 0, err
 	}
 	if n > 0 {
-		if err := b.waitDelivered(ctx, last); err != nil {
-			return n, fmt.Errorf("published, but not yet delivered on this node: %w", err)
+		if err := b.awaitLocal(ctx, last); err != nil {
+			return n, err
 		}
 	}
 	return n, nil
+}
+
+// localDeliveryWait bounds how long a publish waits for this node's own
+// delivery once the transport holds the records (they are published: a
+// node that lags still delivers them, in order).
+const localDeliveryWait = 5 * time.Second
+
+func (b *Broker) awaitLocal(ctx context.Context, position uint64) error {
+	wctx, cancel := context.WithTimeout(ctx, localDeliveryWait)
+	defer cancel()
+	if err := b.waitDelivered(wctx, position); err != nil && ctx.Err() != nil {
+		return fmt.Errorf("published, but not yet delivered on this node: %w", err)
+	}
+	return nil
 }
 
 func (b *Broker) deliverEvent(ev *Event, pos uint64) {
@@ -665,8 +679,8 @@ func (b *Broker) SendMessageContext(ctx context.Context, m *Message) (int, error
 	if err != nil {
 		return 0, err
 	}
-	if err := b.waitDelivered(ctx, last); err != nil {
-		return 0, fmt.Errorf("published, but not yet delivered on this node: %w", err)
+	if err := b.awaitLocal(ctx, last); err != nil {
+		return 0, err
 	}
 	if b.Cluster() != nil {
 		return b.clusterDelivered(ctx, last), nil
