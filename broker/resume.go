@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -106,6 +107,9 @@ func (b *Broker) takeSession(id, ip string) *session {
 	return s
 }
 
+// catchUpWait bounds how long a resume waits for a transport still catching up.
+const catchUpWait = 5 * time.Second
+
 // Resume connects a client that came back with lastEventID (a frame id it
 // received). When that id names a session left from ip whose missed records
 // the log still holds, the client gets its id, subscriptions and auth back,
@@ -113,6 +117,17 @@ func (b *Broker) takeSession(id, ip string) *session {
 // subscriptions and rules is queued once, in order, before live ones.
 // Otherwise it is a new client and PB_CONNECT says "resumed":false.
 func (b *Broker) Resume(ip, lastEventID string) (c *Client, resumed bool, err error) {
+	if id, ok := ParseEventID(lastEventID); ok && id.Position > 0 {
+		if cu, ok := b.Transport().(interface {
+			CatchUp(ctx context.Context, epoch string, position uint64)
+		}); ok {
+			// A node that just (re)started may not have read the order up
+			// to the client's position yet: give it a moment.
+			ctx, cancel := context.WithTimeout(context.Background(), catchUpWait)
+			cu.CatchUp(ctx, id.Epoch, id.Position)
+			cancel()
+		}
+	}
 	s, from := b.resumeCandidate(ip, lastEventID)
 	if s != nil {
 		c, resumed, err = b.resume(ip, lastEventID, s, from)

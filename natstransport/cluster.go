@@ -231,3 +231,23 @@ func (t *Transport) Gather(ctx context.Context, req []byte) [][]byte {
 		out = append(out, m.Data)
 	}
 }
+
+// CatchUp waits (until ctx ends) for this node to know the stream's epoch,
+// to have consumed position when epoch is the stream's, and to have the
+// session bucket open: a node that just (re)started can then resume a client
+// whose node died instead of telling it to start over.
+func (t *Transport) CatchUp(ctx context.Context, epoch string, position uint64) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		mine := t.Epoch()
+		if mine != "" && (mine != epoch || t.log.Last() >= position) && (t.cfg.Window <= 0 || t.sessions() != nil) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
