@@ -60,6 +60,9 @@ type Stats struct {
 	Evictions     map[string]uint64 `json:"evictions"`
 	Refused       map[string]uint64 `json:"refused"` // requests refused by a budget, by its name
 	Fanout        FanoutStats       `json:"fanout"`
+	// SkippedRecords counts records the transport held but this node could
+	// not read (a NATS message that does not decode): logged and skipped.
+	SkippedRecords uint64 `json:"skipped_records,omitempty"`
 }
 
 // FanoutStats is the fan-out latency histogram: Buckets[i] counts fan-outs
@@ -89,6 +92,9 @@ func (b *Broker) Stats() Stats {
 			SumSeconds: time.Duration(s.fanout.sumNs.Load()).Seconds(),
 			Buckets:    make(map[float64]uint64, len(FanoutBuckets)),
 		},
+	}
+	if sk, ok := b.Transport().(interface{ Skipped() uint64 }); ok {
+		out.SkippedRecords = sk.Skipped()
 	}
 	for i, r := range EvictionReasons {
 		out.Evictions[r] = s.evictions[i].Load()

@@ -56,6 +56,7 @@ type Transport struct {
 	epoch   atomic.Pointer[string]
 	ready   atomic.Bool   // connected and consuming
 	joined  atomic.Uint64 // the stream's last position when this node (re)joined its epoch
+	skipped atomic.Uint64 // records that did not decode
 
 	nc *nats.Conn
 	js jetstream.JetStream
@@ -183,6 +184,9 @@ func (t *Transport) Close() error {
 	}
 	return nil
 }
+
+// Skipped counts the records this node could not read (logged and skipped).
+func (t *Transport) Skipped() uint64 { return t.skipped.Load() }
 
 // Ready says whether the transport is connected and consuming.
 func (t *Transport) Ready() bool { return t.ready.Load() && t.nc != nil && t.nc.IsConnected() }
@@ -330,6 +334,7 @@ func (t *Transport) consume() error {
 			t.cfg.Logger.Error("skipping a record the stream holds but this node cannot read",
 				zap.Uint64("position", meta.Sequence.Stream), zap.Error(err))
 			r = &broker.Record{Message: &broker.Message{}} // keeps the positions contiguous; delivers nothing
+			t.skipped.Add(1)
 		}
 		r.Position, r.Time = meta.Sequence.Stream, meta.Timestamp
 		if last := t.log.Last(); r.Position <= last {

@@ -293,3 +293,29 @@ func TestRejoinBeforeAnyRecord(t *testing.T) {
 		t.Errorf("c delivered %v, want [3:new]", got)
 	}
 }
+
+// A message on the stream that does not decode is logged, counted and
+// skipped; the records around it are delivered in order.
+func TestUndecodableRecordSkipped(t *testing.T) {
+	port := freePort(t)
+	runServer(t, port, t.TempDir())
+	a := startNode(t, port, "SKIP")
+	publish(t, a, message("before"))
+	nc, err := nats.Connect(url(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, junk := range []string{`not json`, `{"event":{"action":"explode"}}`, `{}`} {
+		if _, err := js.Publish(context.Background(), "SKIP.event", []byte(junk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(t, a, message("after"))
+	waitFor(t, "delivery", func() bool { return len(a.delivered()) >= 5 })
+	got := a.delivered()
+	if got[0] != "1:before" || got[len(got)-1] != "5:after" || a.Skipped() != 3 {
+		t.Errorf("delivered %v, skipped %d; want before at 1, after at 5, 3 skipped", got, a.Skipped())
+	}
+}
