@@ -196,6 +196,7 @@ func (a *App) Start() error {
 		if err != nil {
 			return fmt.Errorf("broker %q: starting its transport: %w", name, err)
 		}
+		b.SetClusterConfig(bp.options)
 	}
 	return nil
 }

@@ -104,6 +104,8 @@ type Broker struct {
 
 	replaySlots chan struct{} // resumes replaying at once (resume.go)
 
+	clusterConfig atomic.Pointer[string] // broker-wide options, compared across nodes
+
 	// messageCounts are the clients each recent custom message reached here
 	// (by position, under pubMu), for a cluster-wide {"delivered":N}.
 	messageCounts    map[uint64]int

@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+
 	"bytes"
 	"context"
 	"encoding/json"
+	"go.uber.org/zap"
 	"strconv"
 	"sync"
 	"time"
@@ -160,8 +165,11 @@ func (b *Broker) onGather(req []byte) []byte {
 	if !ok {
 		return nil
 	}
-	if string(kind) == kindDelivered {
+	switch string(kind) {
+	case kindDelivered:
 		return b.answerDelivered(payload)
+	case kindConfig:
+		return b.answerConfig()
 	}
 	b.forwarders.mu.RLock()
 	fn := b.forwarders.m[string(kind)]
@@ -280,4 +288,79 @@ func (b *Broker) answerDelivered(payload []byte) []byte {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
 	return strconv.AppendInt(nil, int64(b.messageCounts[position]), 10)
+}
+
+// kindConfig asks every node for the broker-wide options it runs with.
+const kindConfig = "config"
+
+// SetClusterConfig records the broker-wide options (as a JSON object) this
+// node runs with, and has them compared with every other node's: nodes
+// sharing an order but not rules would deliver differently, so a mismatch
+// is logged with the names of the options that differ (never their values).
+func (b *Broker) SetClusterConfig(options string) {
+	// Only a digest of each option goes over NATS: options hold secrets.
+	var raw map[string]json.RawMessage
+	if json.Unmarshal([]byte(options), &raw) != nil {
+		return
+	}
+	digests := make(map[string]string, len(raw))
+	for k, v := range raw {
+		sum := sha256.Sum256(v)
+		digests[k] = hex.EncodeToString(sum[:8])
+	}
+	enc, _ := json.Marshal(digests)
+	mine := string(enc)
+	b.clusterConfig.Store(&mine)
+	if b.Cluster() == nil {
+		return
+	}
+	go b.compareClusterConfig(mine)
+}
+
+func (b *Broker) compareClusterConfig(mine string) {
+	ready, _ := b.Transport().(interface{ Ready() bool })
+	for i := 0; ready != nil && !ready.Ready() && i < 300; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var ours map[string]json.RawMessage
+	if json.Unmarshal([]byte(mine), &ours) != nil {
+		return
+	}
+	for _, raw := range b.Gather(ctx, kindConfig, nil) {
+		node, theirs, ok := bytes.Cut(raw, []byte{0})
+		if !ok || string(node) == b.node {
+			continue
+		}
+		var other map[string]json.RawMessage
+		if json.Unmarshal(theirs, &other) != nil {
+			continue
+		}
+		var differ []string
+		for k, v := range ours {
+			if !bytes.Equal(v, other[k]) {
+				differ = append(differ, k)
+			}
+		}
+		for k := range other {
+			if _, ok := ours[k]; !ok {
+				differ = append(differ, k)
+			}
+		}
+		if len(differ) > 0 {
+			sort.Strings(differ)
+			b.Policy().Logger.Warn("realtime nodes sharing this broker's stream run different options: give every node the same config",
+				zap.String("broker", b.name), zap.String("node", b.node), zap.String("other_node", string(node)),
+				zap.Strings("options", differ))
+		}
+	}
+}
+
+func (b *Broker) answerConfig() []byte {
+	p := b.clusterConfig.Load()
+	if p == nil {
+		return nil
+	}
+	return append(append([]byte(b.node), 0), *p...)
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -245,5 +247,25 @@ func TestClusterMessageDelivered(t *testing.T) {
 		if f := s.next(t); f[1] != "news" {
 			t.Errorf("frame %v", f)
 		}
+	}
+}
+
+// Nodes sharing a stream with different options: each logs the names of
+// the options that differ (never their values).
+func TestClusterConfigMismatchLogged(t *testing.T) {
+	port := freePort(t)
+	runServer(t, port, t.TempDir())
+	a, b := startClusterNode(t, port), startClusterNode(t, port)
+	core, logs := observer.New(zap.WarnLevel)
+	p := *a.b.Policy()
+	p.Logger = zap.New(core)
+	a.b.SetPolicy(&p)
+	b.b.SetClusterConfig(`{"max_clients":10,"auth":{"jwt":{"secret":"s1"}}}`)
+	a.b.SetClusterConfig(`{"max_clients":10,"auth":{"jwt":{"secret":"s2"}},"wildcard":false}`)
+	waitFor(t, "the warning", func() bool { return logs.Len() > 0 })
+	entry := logs.All()[0]
+	got := fmt.Sprint(entry.ContextMap()["options"])
+	if got != "[auth wildcard]" || strings.Contains(fmt.Sprint(entry.ContextMap()), "s1") {
+		t.Errorf("warning names %s (%v); want [auth wildcard] and no values", got, entry.ContextMap())
 	}
 }
