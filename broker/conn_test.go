@@ -231,10 +231,17 @@ func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 	if a >= bb || a < bb/2 {
 		t.Fatalf("pending: stalled %d, behind %d", a, bb)
 	}
+	if !refusing() {
+		t.Fatal("the stalled client's socket stopped refusing")
+	}
 	p2 := *p
 	p2.MaxQueuedBytes = int64(a + bb)
 	b.SetPolicy(&p2)
-	publish(int(p2.MaxQueuedBytes)/8 + len(pad))
+	// Over the budget (the stalled socket may still take a little, so
+	// publish until the check finds the broker over it).
+	for i := 0; i < 64 && !stalled.isClosed() && !behind.isClosed(); i++ {
+		publish(int(p2.MaxQueuedBytes)/8 + len(pad))
+	}
 
 	if got := stalled.closeReason(); got != ReasonQueuedBytes {
 		t.Fatalf("stalled client: closed %q, want %q", got, ReasonQueuedBytes)
