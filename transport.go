@@ -114,7 +114,7 @@ func (n *NATSTransport) Validate() error {
 	if n.TLS != nil && (n.TLS.Cert == "") != (n.TLS.Key == "") {
 		return fmt.Errorf("transport nats: tls needs both cert and key, or neither")
 	}
-	if n.Stream != "" && strings.ContainsAny(n.Stream, ".*> \t") {
+	if n.Stream != "" && strings.ContainsAny(n.Stream, streamNameForbidden) {
 		return fmt.Errorf("transport nats: stream name %q must not contain '.', '*', '>' or spaces", n.Stream)
 	}
 	_, err := n.options() // reads the credentials and TLS files: a missing one fails the load, not the start
@@ -139,9 +139,12 @@ func (n *NATSTransport) NewTransport(brokerName string, window time.Duration, ma
 	}), nil
 }
 
+// streamNameForbidden are the characters a JetStream stream name cannot hold.
+const streamNameForbidden = ".*> \t"
+
 func sanitizeStreamName(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '.' || r == '*' || r == '>' || r == ' ' || r == '\t' {
+		if strings.ContainsRune(streamNameForbidden, r) {
 			return '_'
 		}
 		return r

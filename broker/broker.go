@@ -115,7 +115,7 @@ type Broker struct {
 	node       string // this broker's name among a cluster's nodes
 	forwarders forwardHandlers
 	// stopRefresh stops keepSessionsFresh of the current cluster transport.
-	sessionsMu  sync.Mutex
+	refreshMu   sync.Mutex
 	stopRefresh chan struct{}
 
 	writersOnce sync.Once
@@ -178,18 +178,7 @@ func (b *Broker) UseTransport(t Transport) error {
 	from := Position{Epoch: b.deliveredEpoch, Position: b.deliveredPos}
 	b.pubMu.Unlock()
 	b.transport.Store(&t)
-	b.sessionsMu.Lock()
-	if b.stopRefresh != nil {
-		close(b.stopRefresh)
-		b.stopRefresh = nil
-	}
-	if cl, ok := t.(Cluster); ok {
-		cl.HandleForwarded(b.onForwarded)
-		cl.HandleGather(b.onGather)
-		b.stopRefresh = make(chan struct{})
-		go b.keepSessionsFresh(b.stopRefresh)
-	}
-	b.sessionsMu.Unlock()
+	b.joinCluster(t)
 	return t.Start(b.deliver, from)
 }
 

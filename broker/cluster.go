@@ -92,6 +92,26 @@ func (b *Broker) refreshSharedSessions() {
 	}
 }
 
+// joinCluster stops the previous transport's session refresher and, when t
+// is a cluster, answers its forwarded and gathered requests here and keeps
+// this node's sessions fresh in it (nil: only stop).
+func (b *Broker) joinCluster(t Transport) {
+	b.refreshMu.Lock()
+	defer b.refreshMu.Unlock()
+	if b.stopRefresh != nil {
+		close(b.stopRefresh)
+		b.stopRefresh = nil
+	}
+	cl, ok := t.(Cluster)
+	if !ok {
+		return
+	}
+	cl.HandleForwarded(b.onForwarded)
+	cl.HandleGather(b.onGather)
+	b.stopRefresh = make(chan struct{})
+	go b.keepSessionsFresh(b.stopRefresh)
+}
+
 // keepSessionsFresh runs refreshSharedSessions until stop is closed.
 func (b *Broker) keepSessionsFresh(stop <-chan struct{}) {
 	tick := time.NewTicker(time.Minute)

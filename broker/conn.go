@@ -416,12 +416,7 @@ func (b *Broker) Close() {
 	if b.writerPool != nil {
 		b.writerPool.stop()
 	}
-	b.sessionsMu.Lock()
-	if b.stopRefresh != nil {
-		close(b.stopRefresh)
-		b.stopRefresh = nil
-	}
-	b.sessionsMu.Unlock()
+	b.joinCluster(nil)
 	_ = b.Transport().Close()
 }
 

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -226,9 +227,9 @@ func (c *Client) recheckAuth(dropped *Auth, tokenKey any) {
 		return
 	}
 	cp := *fresh
-	cp.Record = make(map[string]any, len(fresh.Record)+1)
-	for k, v := range fresh.Record {
-		cp.Record[k] = v
+	cp.Record = maps.Clone(fresh.Record)
+	if cp.Record == nil {
+		cp.Record = map[string]any{}
 	}
 	cp.Record["tokenKey"] = tokenKey
 	cp.Recheck = dropped.Recheck

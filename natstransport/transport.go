@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,7 @@ func (t *Transport) Start(deliver func(*broker.Record), from broker.Position) er
 			t.cfg.Logger.Info("NATS reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
 	}, t.cfg.Options...)
-	nc, err := nats.Connect(joinURLs(t.cfg.URLs), opts...)
+	nc, err := nats.Connect(strings.Join(t.cfg.URLs, ","), opts...)
 	if err != nil {
 		return fmt.Errorf("connecting to NATS: %w", err)
 	}
@@ -141,17 +142,6 @@ func (t *Transport) Start(deliver func(*broker.Record), from broker.Position) er
 	go t.run()
 	go t.writeSessions()
 	return nil
-}
-
-func joinURLs(urls []string) string {
-	s := ""
-	for i, u := range urls {
-		if i > 0 {
-			s += ","
-		}
-		s += u
-	}
-	return s
 }
 
 // Epoch names the stream's order: its name and creation time, so a stream
