@@ -29,11 +29,7 @@ func lastID(t *testing.T, raw string) string {
 func TestResumeReplaysMissedOnceInOrder(t *testing.T) {
 	t.Parallel()
 	b := New("resume", nil)
-	c := mustConnect(t, b)
-	mustSubscribe(t, b, c, "posts/*", "chat")
-	b.Publish(postEvent(t, "create", "r1", ""))
-	last := lastID(t, rawQueue(c))
-	b.Disconnect(c, ReasonClientGone) // the stream dropped
+	c, last := dropAfterFirstEvent(t, b, "posts/*", "chat")
 
 	b.Publish(postEvent(t, "create", "r2", ""))
 	b.Publish(mustEvent(t, `{"action":"create","record":{"collectionName":"other","id":"o1"}}`)) // not subscribed
@@ -155,11 +151,7 @@ func TestResumeRefused(t *testing.T) {
 func TestResumeOnce(t *testing.T) {
 	t.Parallel()
 	b := New("once", nil)
-	c := mustConnect(t, b)
-	mustSubscribe(t, b, c, "posts/*")
-	b.Publish(postEvent(t, "create", "r1", ""))
-	last := lastID(t, rawQueue(c))
-	b.Disconnect(c, ReasonClientGone)
+	c, last := dropAfterFirstEvent(t, b, "posts/*")
 	var wg sync.WaitGroup
 	results := make([]bool, 8)
 	for i := range results {
@@ -197,11 +189,7 @@ func TestResumeRacingSubscribe(t *testing.T) {
 	t.Parallel()
 	for i := 0; i < 50; i++ {
 		b := New("race", nil)
-		c := mustConnect(t, b)
-		mustSubscribe(t, b, c, "posts/*")
-		b.Publish(postEvent(t, "create", "r1", ""))
-		last := lastID(t, rawQueue(c))
-		b.Disconnect(c, ReasonClientGone)
+		c, last := dropAfterFirstEvent(t, b, "posts/*")
 		var wg sync.WaitGroup
 		var r *Client
 		wg.Go(func() { r, _, _ = b.Resume("127.0.0.1", last) })
@@ -229,11 +217,7 @@ func TestResumeRacingSubscribe(t *testing.T) {
 func TestResumeDroppedAfterResumedConnect(t *testing.T) {
 	t.Parallel()
 	b := New("resume", nil)
-	c := mustConnect(t, b)
-	mustSubscribe(t, b, c, "posts/*")
-	b.Publish(postEvent(t, "create", "r1", ""))
-	last := lastID(t, rawQueue(c))
-	b.Disconnect(c, ReasonClientGone)
+	c, last := dropAfterFirstEvent(t, b, "posts/*")
 	b.Publish(postEvent(t, "create", "r2", ""))
 	b.Publish(postEvent(t, "create", "r3", ""))
 
@@ -297,4 +281,16 @@ func TestResumeRacingServerDisconnect(t *testing.T) {
 	if refused > 0 {
 		t.Fatalf("%d of %d resumes racing the server's own disconnect were refused", refused, rounds)
 	}
+}
+
+// dropAfterFirstEvent connects a client subscribed to topics, publishes one
+// event (r1) to it and drops its stream; last is the id of that event's frame.
+func dropAfterFirstEvent(t *testing.T, b *Broker, topics ...string) (c *Client, last string) {
+	t.Helper()
+	c = mustConnect(t, b)
+	mustSubscribe(t, b, c, topics...)
+	b.Publish(postEvent(t, "create", "r1", ""))
+	last = lastID(t, rawQueue(c))
+	b.Disconnect(c, ReasonClientGone)
+	return c, last
 }
