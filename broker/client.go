@@ -36,6 +36,8 @@ type Client struct {
 	wake     chan struct{} // capacity 1: "the queue is not empty"
 	done     chan struct{} // closed when the client is closed
 	conn     *connState    // set when the broker writes to an adopted connection
+	// closeHook runs (with mu held) when the client is closed: Serve's writeGuard.
+	closeHook func()
 
 	subsMu sync.Mutex
 	subs   map[string]*topicSubs // full topic string -> index entry
@@ -162,8 +164,16 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 		return true
 	}
 	epoch := c.broker.Epoch()
-	size := c.unsent + c.queue.Len() + frameLen(c.id, epoch, pos, tail)
-	if limit > 0 && size > limit && (c.queue.Len() > 0 || c.unsent > 0) {
+	// What a non-blocking writer took but the socket refused counts against
+	// client_queue; a blocking write in progress does not, as Serve's does not
+	// (its bytes may already be with the peer: the writer learns only when
+	// the write returns).
+	held := c.unsent
+	if c.conn != nil && c.conn.blocking {
+		held = 0
+	}
+	size := held + c.queue.Len() + frameLen(c.id, epoch, pos, tail)
+	if limit > 0 && size > limit && (c.queue.Len() > 0 || held > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
 		c.ended(ReasonQueueFull)
@@ -234,9 +244,15 @@ func (c *Client) wakeLocked(wakeups *[]*Client) {
 
 // Serve writes the client's frames to s until the stream ends, and returns why.
 // It is the client's only writer: everything pending goes out in one Write and one Flush.
-// The caller unregisters the client afterwards with Broker.Disconnect.
+// The caller unregisters the client afterwards with Broker.Disconnect. A
+// write blocked on a peer that does not read fails closeGrace after the
+// client is closed (by eviction, Disconnect or shutdown): s's write deadline
+// is set to now, never after Serve returned.
 func (c *Client) Serve(ctx context.Context, s Stream) string {
 	p := c.broker.Policy()
+	guard := &writeGuard{s: s}
+	c.guardWrites(guard)
+	defer guard.disarm()
 	var idle, lifetime, heartbeat <-chan time.Time
 	var idleTimer, heartbeatTimer *time.Timer
 	if p.IdleTimeout > 0 {

@@ -19,16 +19,27 @@ import (
 // reading holds references to shared frames, not megabytes of its own. An idle stream then costs its Client, its buffers and
 // a few runtime timers: no goroutine, no bufio, no net/http connection state.
 //
-// Writes never block a writer: they are non-blocking (or, for connections
-// without a file descriptor, get a short deadline); what the kernel did not
+// Writes never block a writer: they are non-blocking; what the kernel did not
 // take stays pending and is retried shortly. A client whose writes make no
 // progress for write_timeout is evicted. A peer that went away is noticed on
 // the next write, which heartbeats bound.
+//
+// A connection whose bytes must pass through Go code on their way to the
+// socket (TLS: records are encrypted by crypto/tls, which cannot resume a
+// write that timed out) is written with ordinary blocking writes, each batch
+// by a goroutine of its own that ends when the batch is written: an idle TLS
+// stream still has no goroutine, and a stalled one holds one until its
+// write_timeout (or closeGrace after it was closed). Its socket underneath is
+// watched for hangups like a plain one.
 
 // connState is a client's connection-mode state.
 type connState struct {
 	conn net.Conn
-	raw  syscall.RawConn // nil: write with a short deadline instead
+	raw  syscall.RawConn // the socket under conn (nil: none), watched for hangups
+	// blocking: conn is written with blocking writes by a goroutine per batch
+	// (TLS, or no socket to write to directly); otherwise non-blocking writes
+	// to raw by the writer pool.
+	blocking bool
 
 	// rawWrite is built once so that a write allocates nothing; it writes
 	// wbufs and leaves the outcome in wn and werr.
@@ -54,10 +65,57 @@ type connState struct {
 	// Read by the timers, which re-arm themselves from these instead of being
 	// reset on every write (unix nanoseconds).
 	lastWrite, lastDelivery atomic.Int64
+
+	// killed: a blocking write must fail now (set closeGrace after the close).
+	killed atomic.Bool
 }
 
-// writeSlice bounds one write on a connection without a file descriptor.
-const writeSlice = 2 * time.Millisecond
+// blockingChunk is how many bytes one blocking write gathers: a full TLS
+// record, so that frames (a few small pieces each) are not a record each.
+const blockingChunk = 16 << 10
+
+var blockingBufs = sync.Pool{New: func() any { b := make([]byte, 0, blockingChunk); return &b }}
+
+// writeBlocking writes the start of p to a blocking connection: one write
+// of up to blockingChunk bytes (small pieces gathered; a larger first piece
+// as it is), so that progress is counted as it is made. It blocks until
+// that is written, deadline passes, or the stream is killed.
+func (cs *connState) writeBlocking(p [][]byte, deadline time.Time) (int, error) {
+	_ = cs.conn.SetWriteDeadline(deadline)
+	if cs.killed.Load() {
+		return 0, errKilled
+	}
+	if len(p[0]) >= blockingChunk {
+		return cs.conn.Write(p[0])
+	}
+	bp := blockingBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	for _, piece := range p {
+		if len(buf)+len(piece) > blockingChunk {
+			break
+		}
+		buf = append(buf, piece...)
+	}
+	n, err := cs.conn.Write(buf)
+	clear(buf) // no copy of a frame outlives the write
+	blockingBufs.Put(bp)
+	return n, err
+}
+
+// kill fails a blocking write in progress (and any later one) at once.
+func (cs *connState) kill() {
+	cs.killed.Store(true)
+	_ = cs.conn.SetWriteDeadline(time.Now())
+}
+
+// errKilled is a blocking write failed because its stream was closed while
+// the write was stuck: a timeout, as far as the client's end reason goes.
+var errKilled = errKilledT{}
+
+type errKilledT struct{}
+
+func (errKilledT) Error() string { return "write abandoned: stream closed" }
+func (errKilledT) Timeout() bool { return true }
 
 // sendBuffer caps the kernel's send buffer of an adopted socket (the kernel
 // doubles it): plenty for event streams, and it keeps a stalled client's
@@ -84,9 +142,10 @@ const (
 // errWouldBlock is a non-blocking write that the kernel refused for now.
 var errWouldBlock = errors.New("write would block")
 
-// Adopt hands a hijacked HTTP/1.1 connection, whose response header (with
-// Transfer-Encoding: chunked) has been written, to the broker's writers. The
-// broker closes conn when the stream ends and then disconnects the client.
+// Adopt hands a hijacked HTTP/1.1 connection (plain or TLS), whose response
+// header (with Transfer-Encoding: chunked) has been written, to the broker's
+// writers. The broker closes conn when the stream ends and then disconnects
+// the client.
 func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	if b.writers() == nil { // the broker was closed
 		_ = conn.Close()
@@ -94,15 +153,22 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 		return
 	}
 	p := b.Policy()
-	cs := &connState{conn: conn, scheduled: true}
-	if sc, ok := conn.(syscall.Conn); ok {
+	cs := &connState{conn: conn, scheduled: true, blocking: true}
+	socket := conn
+	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		socket = tc.NetConn()
+	}
+	if sc, ok := socket.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			if cs.rawWrite = cs.newRawWrite(); cs.rawWrite != nil {
-				cs.raw = raw
+			cs.raw = raw
+			if socket == conn {
+				if cs.rawWrite = cs.newRawWrite(); cs.rawWrite != nil {
+					cs.blocking = false
+				}
 			}
 		}
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := socket.(*net.TCPConn); ok {
 		// A stalled peer would otherwise get a send buffer autotuned to megabytes:
 		// kernel memory per stalled client, and copies that hide the stall.
 		_ = tc.SetWriteBuffer(sendBuffer)
@@ -242,23 +308,22 @@ func (wp *writerPool) run() {
 	var iov [][]byte // the slices of one write, reused
 	for batch := wp.popBatch(buf[:]); batch != nil; batch = wp.popBatch(buf[:]) {
 		for i, c := range batch {
-			iov = c.writeConn(iov)
+			if c.conn.blocking {
+				go c.writeConn(nil) // its writes may block: not in a writer
+			} else {
+				iov = c.writeConn(iov)
+			}
 			batch[i] = nil
 		}
 	}
 }
 
 // write sends p (in order, as one write where the platform has writev)
-// without blocking and returns how much the kernel took.
-func (cs *connState) write(p [][]byte) (int, error) {
-	if cs.raw == nil {
-		_ = cs.conn.SetWriteDeadline(time.Now().Add(writeSlice))
-		bufs := net.Buffers(p)
-		n, err := bufs.WriteTo(cs.conn)
-		if isTimeout(err) {
-			err = errWouldBlock
-		}
-		return int(n), err
+// without blocking and returns how much the kernel took. A blocking
+// connection is written until p is sent or deadline passes.
+func (cs *connState) write(p [][]byte, deadline time.Time) (int, error) {
+	if cs.blocking {
+		return cs.writeBlocking(p, deadline)
 	}
 	cs.wbufs = p
 	err := cs.raw.Write(cs.rawWrite)
@@ -307,10 +372,14 @@ func (c *Client) writeConn(iov [][]byte) [][]byte {
 	}
 	c.mu.Unlock()
 
+	var deadline time.Time // for blocking writes: the whole batch must go out in time
+	if p.WriteTimeout > 0 {
+		deadline = cs.batchStart.Add(p.WriteTimeout)
+	}
 	progress := false
 	for cs.batch.Len() > 0 {
 		iov = cs.batch.slices(iov[:0], writePieces, writeBytes)
-		n, err := cs.write(iov)
+		n, err := cs.write(iov, deadline)
 		clear(iov) // no references to frames outlive the write
 		if n > 0 {
 			progress = true
@@ -397,10 +466,14 @@ func (c *Client) finishConn() {
 	}
 	cs.unwatch()
 	c.broker.Disconnect(c, reason) // forget it before the peer sees the end
-	if cleanEnd(reason) {          // the rest of a half-written chunk first, then what was queued
+	clean := cleanEnd(reason)
+	if clean { // the rest of a half-written chunk first, then what was queued
 		rest := append(c.takeRest(cs.batch.take(nil)), chunkedBodyEnd...)
 		_ = cs.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = cs.conn.Write(rest)
+	}
+	if tc, ok := cs.conn.(interface{ NetConn() net.Conn }); ok && !clean {
+		_ = tc.NetConn().Close() // evicted or gone: no TLS close_notify, which could wait 5s on a stalled peer
 	}
 	_ = cs.conn.Close()
 	cs.batch.free()

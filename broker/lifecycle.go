@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -62,6 +64,59 @@ func writeFailure(err error, peerGone bool) string {
 
 type timeoutError interface{ Timeout() bool }
 
+// closeGrace is how long a closed client's writer may keep writing before its
+// pending write is failed; it ends at once unless a write is blocked.
+const closeGrace = time.Second
+
+// writeGuard fails Serve's write stuck on a peer that does not read, closeGrace
+// after the client was closed (evicted, disconnected, shut down), without a
+// goroutine per stream waiting for that: the client's close arms a timer.
+// It never touches the stream after Serve returned.
+type writeGuard struct {
+	mu    sync.Mutex
+	s     Stream
+	done  bool
+	timer *time.Timer
+}
+
+// arm runs when the client is closed (c.mu held).
+func (g *writeGuard) arm() {
+	g.mu.Lock()
+	if !g.done {
+		g.timer = time.AfterFunc(closeGrace, g.fire)
+	}
+	g.mu.Unlock()
+}
+
+func (g *writeGuard) fire() {
+	g.mu.Lock()
+	if !g.done {
+		_ = g.s.SetWriteDeadline(time.Now())
+	}
+	g.mu.Unlock()
+}
+
+// disarm runs when Serve returns.
+func (g *writeGuard) disarm() {
+	g.mu.Lock()
+	g.done = true
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.mu.Unlock()
+}
+
+// guardWrites arms g when c closes (at once if it already has).
+func (c *Client) guardWrites(g *writeGuard) {
+	c.mu.Lock()
+	if c.closed {
+		g.arm()
+	} else {
+		c.closeHook = g.arm
+	}
+	c.mu.Unlock()
+}
+
 func isTimeout(err error) bool {
 	var te timeoutError
 	return errors.As(err, &te) && te.Timeout()
@@ -90,9 +145,16 @@ func (c *Client) closeLocked(reason string) bool {
 		c.queue.free() // nobody will read it: free it now
 	}
 	close(c.done)
-	if cs := c.conn; cs != nil && !cs.scheduled {
-		cs.scheduled = true
-		c.broker.writers().push(c) // a writer closes the connection
+	if cs := c.conn; cs != nil {
+		if !cs.scheduled {
+			cs.scheduled = true
+			c.broker.writers().push(c) // a writer closes the connection
+		} else if cs.blocking {
+			time.AfterFunc(closeGrace, cs.kill) // a write stuck on a peer that does not read must still end
+		}
+	}
+	if c.closeHook != nil {
+		c.closeHook()
 	}
 	return true
 }

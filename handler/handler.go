@@ -30,8 +30,8 @@ type Handler struct {
 	CORSOrigins []string
 	// Compress lets an outer encoder compress streams (drops no-transform).
 	Compress bool
-	// Hijack takes plain-text HTTP/1.1 streams over from net/http and lets the
-	// broker's writer pool serve them: no goroutine per stream. HTTP/2, TLS and
+	// Hijack takes HTTP/1.1 streams (plain or TLS) over from net/http and lets
+	// the broker's writers serve them: no goroutine per idle stream. HTTP/2 and
 	// compressed streams always use a goroutine.
 	Hijack bool
 	// BodyTimeout bounds how long a subscription POST may take to send its
@@ -121,7 +121,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Cache-Control", "no-store, no-transform")
 	}
 	hdr.Set("X-Accel-Buffering", "no")
-	if h.Hijack && broker.AdoptSupported && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 && r.TLS == nil {
+	if h.Hijack && broker.AdoptSupported && !h.Compress && r.ProtoMajor == 1 && r.ProtoMinor == 1 {
 		if conn, _, err := rc.Hijack(); err == nil {
 			h.adopt(c, conn, hdr)
 			return
@@ -129,27 +129,9 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 
-	// An evicted, disconnected or shut-down client whose Serve is stuck writing to a
-	// peer that does not read (no write_timeout) must still end: fail that write.
-	served, unblocked := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(unblocked)
-		select {
-		case <-served:
-			return
-		case <-c.Done():
-		}
-		t := time.NewTimer(closeGrace)
-		defer t.Stop()
-		select {
-		case <-served:
-		case <-t.C:
-			_ = rc.SetWriteDeadline(time.Now())
-		}
-	}()
+	// Serve fails a write stuck on a peer that does not read once c is closed,
+	// and never uses rc after it returned.
 	reason := c.Serve(r.Context(), stream{w: w, rc: rc})
-	close(served)
-	<-unblocked // rc must not be used after ServeHTTP returns
 	h.Broker.Disconnect(c, reason)
 	if ce := h.logger().Check(zap.DebugLevel, "realtime stream ended"); ce != nil {
 		ce.Write(zap.String("client", c.ID()), zap.String("reason", reason))
@@ -182,10 +164,6 @@ func (h *Handler) adopt(c *broker.Client, conn net.Conn, hdr http.Header) {
 	}
 	h.Broker.Adopt(c, conn)
 }
-
-// closeGrace is how long a closed client's Serve may keep writing before its
-// pending write is failed; Serve returns at once unless a write is blocked.
-const closeGrace = time.Second
 
 // stream adapts an http.ResponseWriter to broker.Stream.
 type stream struct {

@@ -3,12 +3,14 @@ package handler
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,6 +28,10 @@ import (
 // hijack runs every test with HTTP/1.1 streams served by the broker's writer
 // pool (go test ./handler/ -hijack); the default is a goroutine per stream.
 var hijack = flag.Bool("hijack", false, "serve HTTP/1.1 streams in hijack mode")
+
+// useTLS runs every test over HTTPS (HTTP/1.1 over TLS; with -hijack, TLS
+// streams are adopted by the broker's writers like plain ones).
+var useTLS = flag.Bool("tls", false, "serve over HTTP/1.1 with TLS")
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
@@ -57,13 +63,25 @@ type testEnv struct {
 // may adjust the Handler before the server starts.
 func newEnv(t *testing.T, policy *broker.Policy, configure func(*Handler)) *testEnv {
 	t.Helper()
+	return newEnvTLS(t, policy, configure, *useTLS)
+}
+
+// newEnvTLS is newEnv served over HTTPS (HTTP/1.1) when withTLS is set.
+func newEnvTLS(t *testing.T, policy *broker.Policy, configure func(*Handler), withTLS bool) *testEnv {
+	t.Helper()
 	b := broker.New("test", policy)
 	h := &Handler{Broker: b, Hijack: *hijack}
 	if configure != nil {
 		configure(h)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
 	tr := &http.Transport{}
+	if withTLS {
+		srv.StartTLS() // HTTP/1.1 only: httptest enables HTTP/2 only when asked
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	} else {
+		srv.Start()
+	}
 	env := &testEnv{t: t, srv: srv, h: h, b: b, client: &http.Client{Transport: tr}, tr: tr}
 	// Cleanups run last-in first-out: end every stream, then stop the server.
 	t.Cleanup(func() {
@@ -75,6 +93,28 @@ func newEnv(t *testing.T, policy *broker.Policy, configure func(*Handler)) *test
 }
 
 func (e *testEnv) url() string { return e.srv.URL + "/api/realtime" }
+
+// dial opens a raw connection to the server (TLS with -tls) whose socket has a
+// small receive buffer, for tests that write requests and read responses by hand.
+func (e *testEnv) dial() net.Conn {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	if e.srv.TLS == nil {
+		return conn
+	}
+	tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		conn.Close()
+		e.t.Fatal(err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc
+}
 
 // sseStream is an open GET /api/realtime with a goroutine splitting the body into frames.
 type sseStream struct {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,10 +115,7 @@ func TestStreamRawHTTP11(t *testing.T) {
 	p := broker.DefaultPolicy()
 	p.Heartbeat = 0
 	env := newEnv(t, p, nil)
-	conn, err := net.Dial("tcp", env.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := env.dial()
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(conn, "GET /api/realtime HTTP/1.1\r\nHost: example.com\r\n\r\n"); err != nil {
@@ -327,14 +325,8 @@ func TestStreamStalledClientEvicted(t *testing.T) {
 			healthy := env.openStream(nil)
 			env.subscribe(healthy.id, nil, "posts/*")
 
-			conn, err := net.Dial("tcp", env.srv.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			conn := env.dial()
 			defer conn.Close()
-			if tcp, ok := conn.(*net.TCPConn); ok {
-				_ = tcp.SetReadBuffer(4096)
-			}
 			if _, err := io.WriteString(conn, "GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
@@ -357,7 +349,7 @@ func TestStreamStalledClientEvicted(t *testing.T) {
 				env.publish(fmt.Sprintf(`{"action":"update","record":{"id":"r%d","collectionName":"posts","pad":%q,"seq":%d}}`, i, pad, i))
 				want := fmt.Sprintf("id:%s\nevent:posts/*\ndata:{\"record\":{\"collectionName\":\"posts\",\"id\":\"r%d\",\"pad\":%q,\"seq\":%d},\"action\":\"update\"}\n\n", healthy.id, i, pad, i)
 				if got := healthy.next(10 * time.Second); got != want {
-					t.Fatalf("healthy client, event %d: got %.120q..., want %.120q...", i, got, want)
+					t.Fatalf("healthy client, event %d: got %.120q..., want %.120q... (evictions %v, healthy registered %v)", i, got, want, env.b.Stats().Evictions, func() bool { _, ok := env.b.Client(healthy.id); return ok }())
 				}
 				if evictedAt < 0 && evictions() > 0 {
 					evictedAt = i
@@ -386,10 +378,7 @@ func TestStreamClientGoneMidWrite(t *testing.T) {
 	p := broker.DefaultPolicy()
 	p.Heartbeat = 0
 	env := newEnv(t, p, nil)
-	conn, err := net.Dial("tcp", env.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := env.dial()
 	if _, err := io.WriteString(conn, "GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -542,14 +531,8 @@ func stallClient(t *testing.T, env *testEnv, untilClosed bool) (*broker.Client, 
 	for _, c := range env.b.Clients() {
 		before[c.ID()] = true
 	}
-	conn, err := net.Dial("tcp", env.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := env.dial()
 	t.Cleanup(func() { conn.Close() })
-	if tcp, ok := conn.(*net.TCPConn); ok {
-		_ = tcp.SetReadBuffer(4096)
-	}
 	if _, err := io.WriteString(conn, "GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -636,5 +619,60 @@ func TestStreamWriteTimeoutEvicts(t *testing.T) {
 	}
 	if n := env.b.Stats().Evictions[broker.ReasonWriteTimeout]; n == 0 {
 		t.Fatalf("write timeout not counted as an eviction (evictions %v)", env.b.Stats().Evictions)
+	}
+}
+
+// TestHijackAdoptsPlainAndTLSStreams: with hijack on, HTTP/1.1 streams, plain
+// and over TLS, are served by the broker's writers: opening 40 of them adds
+// no goroutine per stream on the server, and each still gets its events.
+func TestHijackAdoptsPlainAndTLSStreams(t *testing.T) {
+	if !broker.AdoptSupported {
+		t.Skip("no hijacked streams on this platform")
+	}
+	for _, withTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", withTLS), func(t *testing.T) {
+			p := broker.DefaultPolicy()
+			p.Heartbeat = 0
+			env := newEnvTLS(t, p, func(h *Handler) { h.Hijack = true }, withTLS)
+			const n = 40
+			before := runtime.NumGoroutine()
+			conns := make([]net.Conn, n)
+			readers := make([]*bufio.Reader, n)
+			for i := range conns {
+				conns[i] = env.dial()
+				t.Cleanup(func() { conns[i].Close() })
+				_ = conns[i].SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.WriteString(conns[i], "GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				readers[i] = bufio.NewReader(conns[i])
+				id := readUntil(t, readers[i], `"clientId":"`)
+				env.subscribe(id[:40], nil, "posts/*")
+			}
+			runtime.Gosched()
+			if grown := runtime.NumGoroutine() - before; grown >= n/2 {
+				t.Fatalf("%d goroutines more for %d open streams: they were not adopted", grown, n)
+			}
+			env.publish(`{"action":"create","record":{"id":"r1","collectionName":"posts","title":"adopted"}}`)
+			for i, r := range readers {
+				if got := readUntil(t, r, `"title":"`); !strings.HasPrefix(got, `adopted"`) {
+					t.Fatalf("stream %d: event %q", i, got)
+				}
+			}
+		})
+	}
+}
+
+// readUntil reads r until marker and returns the rest of that line.
+func readUntil(t *testing.T, r *bufio.Reader, marker string) string {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream for %q: %v", marker, err)
+		}
+		if i := strings.Index(line, marker); i >= 0 {
+			return line[i+len(marker):]
+		}
 	}
 }

@@ -29,8 +29,10 @@ done
 step "go test -race (unit, Caddy in a real process, Caddyfile adapt)"
 # e2e/cluster (Caddy processes on an in-process NATS cluster) runs in its own step below.
 go test -race -count=1 -timeout 15m $(go list ./... | grep -v '/e2e/cluster$')
-# The handler suite again, with HTTP/1.1 streams served by the broker's writer pool.
+# The handler suite again, with HTTP/1.1 streams served by the broker's writer pool,
+# plain and over TLS (TLS streams are written by a goroutine per batch).
 go test -race -count=1 -timeout 5m ./handler/ -hijack
+go test -race -count=1 -timeout 5m ./handler/ -hijack -tls
 
 # Fuzz budgets are execution counts, not durations: with -fuzztime=10s, Go
 # 1.26's fuzz coordinator can fail a target with a bare "context deadline
