@@ -270,6 +270,18 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		defer heartbeatTimer.Stop()
 		heartbeat = heartbeatTimer.C
 	}
+	// written follows a successful write: the deadline is cleared, because on
+	// HTTP/2 a write deadline is a timer that resets the stream when it
+	// passes, written or not (an idle stream would die write_timeout after
+	// its last write).
+	written := func() {
+		if p.WriteTimeout > 0 {
+			_ = s.SetWriteDeadline(time.Time{})
+		}
+		if heartbeatTimer != nil {
+			heartbeatTimer.Reset(p.Heartbeat)
+		}
+	}
 	write := func(b []byte) error {
 		if p.WriteTimeout > 0 {
 			_ = s.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
@@ -280,9 +292,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		if err := s.Flush(); err != nil {
 			return err
 		}
-		if heartbeatTimer != nil {
-			heartbeatTimer.Reset(p.Heartbeat)
-		}
+		written()
 		return nil
 	}
 	fail := func(err error) string {
@@ -315,9 +325,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		if err := s.Flush(); err != nil {
 			return err
 		}
-		if heartbeatTimer != nil {
-			heartbeatTimer.Reset(p.Heartbeat)
-		}
+		written()
 		return nil
 	}
 	for {
@@ -329,7 +337,10 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			reason := c.closeReason()
 			if cleanEnd(reason) { // what was queued before the end still goes out
 				if rest := c.takeRest(nil); len(rest) > 0 {
-					_ = write(rest)
+					_ = s.SetWriteDeadline(time.Now().Add(closeGrace)) // the guard may have fired already
+					if _, err := s.Write(rest); err == nil {
+						_ = s.Flush()
+					}
 				}
 			}
 			return reason

@@ -240,7 +240,7 @@ func TestServeDeliversFrames(t *testing.T) {
 	}
 	// Every write got a deadline of WriteTimeout.
 	sv.s.mu.Lock()
-	dl := sv.s.deadline
+	dl := sv.s.writeDeadline
 	sv.s.mu.Unlock()
 	if dl.IsZero() || time.Until(dl) > b.Policy().WriteTimeout {
 		t.Fatalf("write deadline %v not set from WriteTimeout", dl)

@@ -24,11 +24,13 @@ type recStream struct {
 	buf      bytes.Buffer
 	writes   int
 	flushes  int
-	deadline time.Time
-	writeErr error // returned by Write when set
-	flushErr error // returned by Flush when set
-	gate     chan struct{}
-	inWrite  chan struct{} // receives once per Write that waits on gate
+	deadline time.Time // the write deadline now
+	// writeDeadline is the deadline in force during the last Write.
+	writeDeadline time.Time
+	writeErr      error // returned by Write when set
+	flushErr      error // returned by Flush when set
+	gate          chan struct{}
+	inWrite       chan struct{} // receives once per Write that waits on gate
 }
 
 func (s *recStream) Write(p []byte) (int, error) {
@@ -45,6 +47,7 @@ func (s *recStream) Write(p []byte) (int, error) {
 		return 0, s.writeErr
 	}
 	s.writes++
+	s.writeDeadline = s.deadline
 	return s.buf.Write(p)
 }
 

@@ -219,7 +219,8 @@ func TestTimersOff(t *testing.T) {
 	})
 }
 
-// The write deadline is set per write, WriteTimeout ahead of the (fake) clock.
+// The write deadline is set per write, WriteTimeout ahead of the (fake) clock,
+// and cleared after it: on HTTP/2 a deadline left behind resets the stream.
 func TestWriteDeadlinePerWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := DefaultPolicy()
@@ -233,10 +234,13 @@ func TestWriteDeadlinePerWrite(t *testing.T) {
 		b.Publish(postEvent(t, "create", "r1", ""))
 		synctest.Wait()
 		s.mu.Lock()
-		dl := s.deadline
+		dl, after := s.writeDeadline, s.deadline
 		s.mu.Unlock()
 		if want := time.Now().Add(7 * time.Second); !dl.Equal(want) {
 			t.Fatalf("deadline %v, want %v", dl, want)
+		}
+		if !after.IsZero() {
+			t.Fatalf("deadline %v left set after the write", after)
 		}
 	})
 }

@@ -482,6 +482,22 @@ func TestStreamHTTP2(t *testing.T) {
 			t.Fatalf("round %d: frames %q, want %q", i, got, want)
 		}
 	}
+	// An HTTP/2 write deadline resets the stream when it passes, written or
+	// not: a stream quiet for longer than write_timeout must live on.
+	p := broker.DefaultPolicy()
+	p.WriteTimeout, p.Heartbeat = 200*time.Millisecond, 0
+	b.SetPolicy(p)
+	quiet := env.openStream(nil) // PB_CONNECT was written with a deadline
+	env.subscribe(quiet.id, nil, "posts/*")
+	time.Sleep(4 * p.WriteTimeout)
+	env.publish(createPostsR1)
+	if got := quiet.nextEvent(5 * time.Second); !strings.Contains(got, createPostsR1Data) {
+		t.Fatalf("after a quiet spell longer than write_timeout: %q", got)
+	}
+	s.nextEvent(5 * time.Second)
+	s.nextEvent(5 * time.Second)
+	quiet.Close()
+
 	// A server-side close ends the HTTP/2 stream cleanly too.
 	env.mustClient(s.id).Close(broker.ReasonDisconnected)
 	if _, err := s.waitEnd(5 * time.Second); !isCleanEOF(err) {
@@ -491,7 +507,7 @@ func TestStreamHTTP2(t *testing.T) {
 
 	// A stream whose body is never read stalls on HTTP/2 flow control; with no
 	// write timeout, a server-side close must still end it.
-	p := broker.DefaultPolicy()
+	p = broker.DefaultPolicy()
 	p.WriteTimeout, p.ClientQueue, p.Heartbeat = 0, 0, 0
 	b.SetPolicy(p)
 	resp, err := client.Get(env.url())
