@@ -145,27 +145,33 @@ func TestCaddyIdleTimeoutEndsCleanly(t *testing.T) {
 }
 
 func TestCaddyHTTP2(t *testing.T) {
-	for _, overTLS := range []bool{false, true} {
-		t.Run(http2Name(overTLS), func(t *testing.T) {
-			p, client, base := startHTTP2(t, overTLS)
-			checkStreamOver(t, p, client, base)
+	for _, m := range transportModes {
+		t.Run(m.name, func(t *testing.T) {
+			p, client, base := startMode(t, m)
+			checkStreamOver(t, p, client, base, m.protoMajor)
 		})
 	}
 }
 
-func http2Name(overTLS bool) string {
-	if overTLS {
-		return "h2 over TLS, internal issuer"
-	}
-	return "h2c"
+// transportMode is how a test's client reaches Caddy beside plain HTTP/1.1.
+type transportMode struct {
+	name       string
+	tls        bool
+	protoMajor int // the protocol the streams must be served over
 }
 
-// startHTTP2 runs Caddy serving the realtime endpoint over HTTP/2, in
-// cleartext (h2c) or over TLS with Caddy's internal issuer, and returns a
-// client that speaks it and the site's base URL.
-func startHTTP2(t *testing.T, overTLS bool) (*caddyProc, *http.Client, string) {
+var transportModes = []transportMode{
+	{"h2c", false, 2},
+	{"h2 over TLS, internal issuer", true, 2},
+	{"HTTP/1.1 over TLS, internal issuer", true, 1}, // adopted by the broker's writers (hijack)
+}
+
+// startMode runs Caddy serving the realtime endpoint for m: HTTP/2 in
+// cleartext (h2c), or HTTPS with Caddy's internal issuer, and returns a
+// client that speaks m's protocol and the site's base URL.
+func startMode(t *testing.T, m transportMode) (*caddyProc, *http.Client, string) {
 	t.Helper()
-	if !overTLS {
+	if !m.tls {
 		p := startCaddy(t, strings.Replace(basicCaddyfile, "persist_config off", "persist_config off\n\tservers {\n\t\tprotocols h1 h2c\n\t}", 1))
 		tr := &http.Transport{Protocols: new(http.Protocols)}
 		tr.Protocols.SetUnencryptedHTTP2(true)
@@ -184,7 +190,12 @@ https://127.0.0.1:{PORT} {
 }
 `
 	p := startCaddy(t, cf)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Protocols: new(http.Protocols)}
+	if m.protoMajor == 2 {
+		tr.Protocols.SetHTTP2(true)
+	} else {
+		tr.Protocols.SetHTTP1(true)
+	}
 	t.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}
 	base := fmt.Sprintf("https://127.0.0.1:%d", p.port)
@@ -204,11 +215,11 @@ https://127.0.0.1:{PORT} {
 	return p, client, base
 }
 
-func checkStreamOver(t *testing.T, p *caddyProc, client *http.Client, base string) {
+func checkStreamOver(t *testing.T, p *caddyProc, client *http.Client, base string, protoMajor int) {
 	t.Helper()
 	s := openStream(t, client, base+"/api/realtime")
-	if s.resp.ProtoMajor != 2 {
-		t.Fatalf("stream over %s, want HTTP/2", s.resp.Proto)
+	if s.resp.ProtoMajor != protoMajor {
+		t.Fatalf("stream over %s, want HTTP/%d", s.resp.Proto, protoMajor)
 	}
 	id := s.connect(t)
 	if r := p.subscribe(client, base, id, "posts/*"); r.status != http.StatusNoContent {
@@ -220,7 +231,7 @@ func checkStreamOver(t *testing.T, p *caddyProc, client *http.Client, base strin
 	for i := range 50 {
 		want := fmt.Sprintf("id:%s\nevent:posts/*\ndata:{\"record\":{\"collectionName\":\"posts\",\"id\":\"r%d\"},\"action\":\"create\"}\n\n", id, i)
 		if f := s.next(t); f != want {
-			t.Fatalf("frame %d over h2: %q, want %q", i, f, want)
+			t.Fatalf("frame %d over %s: %q, want %q", i, s.resp.Proto, f, want)
 		}
 	}
 }

@@ -10,16 +10,18 @@ import (
 	"github.com/caddy-realtime/realtime/broker"
 )
 
-// TestCaddyResumeHTTP2: an HTTP/2 stream (a goroutine stream, not hijacked)
-// dropped mid-way (its stream reset, the connection kept) comes back with
+// TestCaddyResumeHTTP2: an HTTP/2 stream (a goroutine stream, not hijacked),
+// and an HTTP/1.1 stream over TLS (adopted by the broker's writers), dropped
+// mid-way (an h2 stream is reset with its connection kept; an HTTP/1.1
+// stream's connection is closed) comes back with
 // Last-Event-ID and gets every event it missed, once and in order, then live
 // ones; dropped again right after the resumed PB_CONNECT, it comes back with
 // that frame's id (the bare client id, what EventSource remembers) and gets
 // the whole replay again.
 func TestCaddyResumeHTTP2(t *testing.T) {
-	for _, overTLS := range []bool{false, true} {
-		t.Run(http2Name(overTLS), func(t *testing.T) {
-			p, client, base := startHTTP2(t, overTLS)
+	for _, m := range transportModes {
+		t.Run(m.name, func(t *testing.T) {
+			p, client, base := startMode(t, m)
 			open := func(lastEventID string) *sseConn {
 				t.Helper()
 				hdr := http.Header{}
@@ -31,8 +33,8 @@ func TestCaddyResumeHTTP2(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(s.close)
-				if s.resp.ProtoMajor != 2 {
-					t.Fatalf("stream over %s, want HTTP/2", s.resp.Proto)
+				if s.resp.ProtoMajor != m.protoMajor {
+					t.Fatalf("stream over %s, want HTTP/%d", s.resp.Proto, m.protoMajor)
 				}
 				return s
 			}
@@ -79,7 +81,7 @@ func TestCaddyResumeHTTP2(t *testing.T) {
 			}
 			publish(1, 10)
 			last := expect(s, cid, 1, 4)
-			s.close() // RST_STREAM: the connection stays, this stream is gone with 5..10 unread
+			s.close() // h2: RST_STREAM, the connection stays; this stream is gone with 5..10 unread
 			publish(11, 20)
 
 			resumed := sseFrame{id: cid, event: "PB_CONNECT", data: `{"clientId":"` + cid + `","resumed":true}`}
