@@ -97,10 +97,10 @@ type Handler struct {
 	// stream). Default: false (streams are sent with Cache-Control: no-transform).
 	Compress bool `json:"compress,omitempty"`
 
-	// Hijack serves plain-text HTTP/1.1 streams from the broker's writer pool
-	// instead of a goroutine per stream (much less memory per idle client).
-	// HTTP/2, TLS and compressed streams, and platforms without epoll (all but
-	// Linux), always use a goroutine. Default: true.
+	// Hijack serves HTTP/1.1 streams, plain and over TLS, from the broker's
+	// writers instead of a goroutine per stream (much less memory per idle
+	// client). HTTP/2 and compressed streams, and platforms without epoll (all
+	// but Linux), always use a goroutine. Default: true.
 	Hijack *bool `json:"hijack,omitempty"`
 
 	// CORSOrigins narrows Access-Control-Allow-Origin. Default: any origin ("*"), as PocketBase.
