@@ -201,7 +201,7 @@ func (hb *HTTPSBench) streams(mode string, k Kind, run int, rec *RunRecord) erro
 	}
 	if d := c.dropped.Load(); d > 0 {
 		m["dropped"] = float64(d)
-		return fmt.Errorf("the server ended %d of %d streams before the run closed them: %s", d, n, c.failureSummary())
+		return fmt.Errorf("%d of %d subscribed streams ended before the run closed them: %s", d, n, c.failureSummary())
 	}
 	if delivered < n {
 		return fmt.Errorf("liveness at %d: %d of %d streams got the event", n, delivered, n)
