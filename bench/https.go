@@ -46,6 +46,7 @@ type HTTPSParams struct {
 	Settle      time.Duration // wait after the streams of a size are open, before reading the server
 	Target      int           // the size whose ratio is checked against TargetRatio (h1, h2)
 	TargetRatio float64       // ours/Mercure KB per stream at Target
+	OursExtra   string        // extra subdirectives in ours' realtime block, ";"-separated ("" = the bench's usual config)
 }
 
 // HTTPSFull are the sizes.
@@ -128,7 +129,13 @@ func (hb *HTTPSBench) streams(mode string, k Kind, run int, rec *RunRecord) erro
 		m["load1_before"] = l
 	}
 	useTLS := mode != HTTPSModePlain
-	srv, err := StartServer(k, hb.Bins, hb.WorkDir, ServerOptions{TLS: useTLS})
+	opts := ServerOptions{TLS: useTLS}
+	for _, line := range strings.Split(hb.P.OursExtra, ";") {
+		if line = strings.TrimSpace(line); line != "" {
+			opts.Realtime += "\t\t" + line + "\n"
+		}
+	}
+	srv, err := StartServer(k, hb.Bins, hb.WorkDir, opts)
 	if err != nil {
 		return err
 	}
@@ -180,6 +187,9 @@ func (hb *HTTPSBench) streams(mode string, k Kind, run int, rec *RunRecord) erro
 		if connected < n {
 			return fmt.Errorf("only %d of %d streams connected at %d: %s", connected, n, n, c.failureSummary())
 		}
+		if err := c.droppedError(m, at); err != nil {
+			return err
+		}
 	}
 
 	n := have
@@ -199,9 +209,8 @@ func (hb *HTTPSBench) streams(mode string, k Kind, run int, rec *RunRecord) erro
 			}
 		}
 	}
-	if d := c.dropped.Load(); d > 0 {
-		m["dropped"] = float64(d)
-		return fmt.Errorf("%d of %d subscribed streams ended before the run closed them: %s", d, n, c.failureSummary())
+	if err := c.droppedError(m, at); err != nil {
+		return err
 	}
 	if delivered < n {
 		return fmt.Errorf("liveness at %d: %d of %d streams got the event", n, delivered, n)
@@ -307,11 +316,12 @@ type streamClient struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	conns  []net.Conn
-	fails  map[string]int
-	closed bool
-	wg     sync.WaitGroup // stream readers
+	mu        sync.Mutex
+	conns     []net.Conn
+	fails     map[string]int
+	lifetimes []float64 // seconds from subscribed to ended, of the dropped streams
+	closed    bool
+	wg        sync.WaitGroup // stream readers
 
 	connected atomic.Int64 // streams subscribed
 	failed    atomic.Int64
@@ -343,6 +353,22 @@ func (c *streamClient) fail(why string) {
 	c.mu.Lock()
 	c.fails[why]++
 	c.mu.Unlock()
+}
+
+// droppedError records the subscribed streams that ended so far; any is an
+// error: the figures of this size counted streams that were no longer open.
+func (c *streamClient) droppedError(m Metrics, at string) error {
+	d := c.dropped.Load()
+	if d == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	lived := quantile(c.lifetimes, 0.5)
+	c.mu.Unlock()
+	m["dropped"+at] = float64(d)
+	m["dropped_lifetime_s"+at] = lived
+	return fmt.Errorf("%d subscribed streams ended before the run closed them (at %s streams; median %.1f s after subscribing): %s",
+		d, at[1:], lived, c.failureSummary())
 }
 
 func (c *streamClient) failureSummary() string {
@@ -459,8 +485,9 @@ func (c *streamClient) dial() (net.Conn, error) {
 type sseStream struct {
 	c       *streamClient
 	parser  sseParser
-	hello   chan string // the clientId of PB_CONNECT
-	ok      atomic.Bool // subscribed
+	hello   chan string  // the clientId of PB_CONNECT
+	ok      atomic.Bool  // subscribed
+	since   atomic.Int64 // when it was subscribed, unix ns
 	events  int
 	counted bool
 }
@@ -517,6 +544,7 @@ func (c *streamClient) openStream(conn net.Conn, cc *http2.ClientConn) error {
 			c.dropped.Add(1)
 			c.mu.Lock()
 			c.fails["stream ended: "+err.Error()]++
+			c.lifetimes = append(c.lifetimes, time.Since(time.Unix(0, s.since.Load())).Seconds())
 			c.mu.Unlock()
 		}
 	}()
@@ -541,6 +569,7 @@ func (c *streamClient) openStream(conn net.Conn, cc *http2.ClientConn) error {
 			return err
 		}
 	}
+	s.since.Store(time.Now().UnixNano())
 	s.ok.Store(true)
 	return nil
 }

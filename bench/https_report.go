@@ -107,6 +107,9 @@ func (r *HTTPSResults) Markdown() string {
 	fmt.Fprintf(&b, "Machine: %s, %d cores, shared with other work (the load average of each run is under Runs). Both servers are Caddy v2.11.9 with the same configuration apart from the handler.\n\n",
 		r.Machine.CPU, r.Machine.NProc)
 
+	if p.OursExtra != "" {
+		fmt.Fprintf(&b, "Ours ran with extra realtime subdirectives: `%s`.\n\n", p.OursExtra)
+	}
 	anyFailed := false
 	cell := func(mode string, k Kind, key string, digits int) string {
 		v, ok, failed := r.metric(mode, k, key)

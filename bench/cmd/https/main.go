@@ -31,6 +31,7 @@ func main() {
 	sizes := flag.String("sizes", "", "stream counts, opened incrementally, e.g. 1000,5000 (default per -quick)")
 	servers := flag.String("servers", "ours,mercure", "servers to run: ours, mercure")
 	inflight := flag.Int("inflight", 0, "connections opened at once (default 128)")
+	oursExtra := flag.String("ours", "", `extra subdirectives for ours' realtime block, ";"-separated, e.g. "write_timeout 0"`)
 	skipBuild := flag.Bool("skip-build", false, "use bench/.work/caddy and bench/.work/mercure-caddy as built last time")
 	profile := flag.String("profile", "", "save each server's heap and goroutine profiles at the largest size in this directory")
 	flag.Parse()
@@ -48,6 +49,7 @@ func main() {
 		p, mode = bench.HTTPSQuick(), "quick"
 	}
 	p.Runs = max(*runs, 1)
+	p.OursExtra = *oursExtra
 	if *inflight > 0 {
 		p.Inflight = *inflight
 	}
