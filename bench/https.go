@@ -365,6 +365,10 @@ func (c *streamClient) droppedError(m Metrics, at string) error {
 	c.mu.Lock()
 	lived := quantile(c.lifetimes, 0.5)
 	c.mu.Unlock()
+	// This size's figures counted streams already gone: drop them.
+	for _, key := range []string{"rss_mb", "kb_per_stream", "heap_kb_per_stream", "stack_kb_per_stream", "goroutines_per_stream", "threads"} {
+		delete(m, key+at)
+	}
 	m["dropped"+at] = float64(d)
 	m["dropped_lifetime_s"+at] = lived
 	return fmt.Errorf("%d subscribed streams ended before the run closed them (at %s streams; median %.1f s after subscribing): %s",

@@ -142,10 +142,10 @@ func (r *HTTPSResults) Markdown() string {
 			if n == p.Target && (mode == HTTPSModeH1 || mode == HTTPSModeH2) {
 				target = fmt.Sprintf("≤ %gx Mercure", p.TargetRatio)
 				switch {
-				case !okO || !okM || mc <= 0:
-					met = "not measured"
 				case r.Failed[mode][KindOurs] != nil || r.Failed[mode][KindMercure] != nil:
 					met = "run failed"
+				case !okO || !okM || mc <= 0:
+					met = "not measured"
 				case o/mc <= p.TargetRatio:
 					met = "met"
 				default:
