@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -127,10 +128,18 @@ func (r *HTTPSResults) Markdown() string {
 	if len(p.Sizes) > 0 {
 		largest = p.Sizes[len(p.Sizes)-1]
 	}
+	floor := slices.Contains(p.Servers, KindFloor)
 	for _, mode := range p.Modes {
 		fmt.Fprintf(&b, "## %s: %s\n\n", mode, httpsModeTitles[mode])
-		b.WriteString("| streams | ours KB/stream | Mercure KB/stream | ours/Mercure | ours heap KB/stream | ours stack KB/stream | Mercure heap KB/stream | Mercure stack KB/stream | ours goroutines/stream | Mercure goroutines/stream | target | met? |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| streams | ours KB/stream | Mercure KB/stream | ours/Mercure | ours heap KB/stream | ours stack KB/stream | Mercure heap KB/stream | Mercure stack KB/stream | ours goroutines/stream | Mercure goroutines/stream |")
+		if floor {
+			b.WriteString(" Caddy floor KB/stream (heap / stack) | floor goroutines/stream |")
+		}
+		b.WriteString(" target | met? |\n|---|---|---|---|---|---|---|---|---|---|")
+		if floor {
+			b.WriteString("---|---|")
+		}
+		b.WriteString("---|---|\n")
 		for _, n := range p.Sizes {
 			at := fmt.Sprintf("@%d", n)
 			ratio, target, met := "-", "-", "-"
@@ -152,29 +161,41 @@ func (r *HTTPSResults) Markdown() string {
 					met = "missed"
 				}
 			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n,
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |", n,
 				cell(mode, KindOurs, "kb_per_stream"+at, 1), cell(mode, KindMercure, "kb_per_stream"+at, 1), ratio,
 				cell(mode, KindOurs, "heap_kb_per_stream"+at, 1), cell(mode, KindOurs, "stack_kb_per_stream"+at, 1),
 				cell(mode, KindMercure, "heap_kb_per_stream"+at, 1), cell(mode, KindMercure, "stack_kb_per_stream"+at, 1),
-				cell(mode, KindOurs, "goroutines_per_stream"+at, 2), cell(mode, KindMercure, "goroutines_per_stream"+at, 2),
-				target, met)
+				cell(mode, KindOurs, "goroutines_per_stream"+at, 2), cell(mode, KindMercure, "goroutines_per_stream"+at, 2))
+			if floor {
+				fmt.Fprintf(&b, " %s (%s / %s) | %s |", cell(mode, KindFloor, "kb_per_stream"+at, 1),
+					cell(mode, KindFloor, "heap_kb_per_stream"+at, 1), cell(mode, KindFloor, "stack_kb_per_stream"+at, 1),
+					cell(mode, KindFloor, "goroutines_per_stream"+at, 2))
+			}
+			fmt.Fprintf(&b, " %s | %s |\n", target, met)
 		}
 		at := fmt.Sprintf("@%d", largest)
 		fmt.Fprintf(&b, "\nAt %d streams: server RSS ours %s MB, Mercure %s MB (at rest: %s and %s MB); threads %s and %s; "+
-			"one published event reached ours %s and Mercure %s of %d streams; connects/s at the last step %s and %s.\n\n",
+			"one published event reached ours %s and Mercure %s of %d streams; connects/s at the last step %s and %s.\n",
 			largest, cell(mode, KindOurs, "rss_mb"+at, 0), cell(mode, KindMercure, "rss_mb"+at, 0),
 			cell(mode, KindOurs, "rss_base_mb", 0), cell(mode, KindMercure, "rss_base_mb", 0),
 			cell(mode, KindOurs, "threads"+at, 0), cell(mode, KindMercure, "threads"+at, 0),
 			cell(mode, KindOurs, "delivered"+at, 0), cell(mode, KindMercure, "delivered"+at, 0), largest,
 			cell(mode, KindOurs, "connect_per_s"+at, 0), cell(mode, KindMercure, "connect_per_s"+at, 0))
+		if floor {
+			fmt.Fprintf(&b, "The Caddy floor: RSS %s MB (at rest %s MB), threads %s.\n",
+				cell(mode, KindFloor, "rss_mb"+at, 0), cell(mode, KindFloor, "rss_base_mb", 0), cell(mode, KindFloor, "threads"+at, 0))
+		}
+		b.WriteString("\n")
 	}
 	if anyFailed {
 		b.WriteString("✗: every run of that mode and server failed (see Runs); the figure is what the failed run measured.\n\n")
 	}
 
 	b.WriteString("## How\n\n")
-	fmt.Fprintf(&b, `Each run starts a fresh Caddy (ours, or Caddy with Mercure v0.24.2's module: transport local, anonymous
-subscribers) on free 127.0.0.1 ports: site `+"`https://127.0.0.1:PORT`"+` with `+"`tls internal`"+` (a certificate for
+	fmt.Fprintf(&b, `Each run starts a fresh Caddy (ours; Caddy with Mercure v0.24.2's module: transport local, anonymous
+subscribers; or the Caddy floor, Caddy with a handler that writes a PB_CONNECT-shaped frame, answers POSTs
+with 204 and otherwise only holds the stream open: what an idle stream costs in Caddy, net/http, x/net/http2
+and crypto/tls alone, floor.go) on free 127.0.0.1 ports: site `+"`https://127.0.0.1:PORT`"+` with `+"`tls internal`"+` (a certificate for
 127.0.0.1 from Caddy's internal CA), `+"`auto_https disable_redirects`, `skip_install_trust`, `servers { protocols h1 h2 }`"+`,
 persist_config off, logs at ERROR; mode plain serves `+"`http://127.0.0.1:PORT`"+` with auto_https off. Ours is
 `+"`realtime /api/realtime { heartbeat 15s; idle_timeout 10m; max_subscriptions 1000; max_clients_per_ip 0; max_clients 0 }`"+`.
@@ -183,7 +204,7 @@ The client runs in the bench process (a separate process from the server): a gor
 with InsecureSkipVerify and ServerName 127.0.0.1 (the certificate is the server's own; verifying it would only
 cost client CPU), ALPN "http/1.1" for h1 and "h2" for h2/h2x6 (checked). h1 and plain write a raw GET and parse
 the chunked SSE response incrementally (httpparse.go, sse.go); h2 and h2x6 use golang.org/x/net/http2's
-ClientConn on the TLS connection (h2x6: 6 streams per connection). A stream of ours is subscribed once its
+ClientConn on the TLS connection (h2x6: 6 streams per connection). A stream of ours (or the floor) is subscribed once its
 PB_CONNECT's clientId was POSTed as {"clientId":..,"subscriptions":["posts/*"]} through one shared HTTP/1.1
 keep-alive client (over HTTPS in the TLS modes; its idle connections are closed before each reading); Mercure
 streams GET /.well-known/mercure?topic=posts and count once the response head arrives. %d connections are opened
@@ -196,7 +217,7 @@ each size it waits %v and reads them again. KB/stream is (RSS - RSS at rest) / s
 goroutines per stream likewise. At the largest size one event is published (ours: POST /realtime/events on the
 admin endpoint; Mercure: the form POST with a publisher JWT) and the bench counts the streams that got it within
 30 s. A run where a stream failed to connect, a subscribed stream ended, or the event did not reach every stream
-is marked failed and left out of the medians.
+is marked failed and left out of the medians (the floor publishes nothing, so it has no liveness check).
 `, p.Inflight, joinInts(p.Sizes), p.Settle)
 	if p.Target > 0 {
 		fmt.Fprintf(&b, "\nTarget (issue 13): ours ≤ %gx Mercure's KB/stream over HTTPS (h1 and h2) at %d streams.\n", p.TargetRatio, p.Target)

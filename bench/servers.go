@@ -34,6 +34,7 @@ const (
 // Bins are the server binaries.
 type Bins struct {
 	Caddy, PocketBase, Mercure string
+	Floor                      string // KindFloor (the HTTPS streams bench)
 }
 
 // ServerOptions configure a server for one workload.
@@ -89,6 +90,8 @@ func StartServer(kind Kind, bins Bins, workDir string, opts ServerOptions) (*Ser
 	case KindMercure:
 		err = s.startCaddy(bins.Mercure, "\tmercure {\n\t\tpublisher_jwt "+mercureSecret+
 			" HS256\n\t\tanonymous\n\t\ttransport local\n\t}\n", opts.TLS)
+	case KindFloor:
+		err = s.startCaddy(bins.Floor, floorSite, opts.TLS)
 	case KindPocketBase:
 		err = s.startPocketBase(bins.PocketBase, opts)
 	default:

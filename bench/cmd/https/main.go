@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +30,7 @@ func main() {
 	runs := flag.Int("runs", 1, "runs of each mode and server, alternating the servers; medians are reported")
 	modes := flag.String("modes", strings.Join(bench.HTTPSModes, ","), "modes to run: h1, h2, h2x6, plain")
 	sizes := flag.String("sizes", "", "stream counts, opened incrementally, e.g. 1000,5000 (default per -quick)")
-	servers := flag.String("servers", "ours,mercure", "servers to run: ours, mercure")
+	servers := flag.String("servers", "ours,mercure,caddy-floor", "servers to run: ours, mercure, caddy-floor (Caddy with a handler that only holds streams open)")
 	inflight := flag.Int("inflight", 0, "connections opened at once (default 128)")
 	oursExtra := flag.String("ours", "", `extra subdirectives for ours' realtime block, ";"-separated, e.g. "write_timeout 0"`)
 	skipBuild := flag.Bool("skip-build", false, "use bench/.work/caddy and bench/.work/mercure-caddy as built last time")
@@ -65,10 +66,10 @@ func main() {
 	p.Servers = nil
 	for _, s := range split(*servers) {
 		switch k := bench.Kind(s); k {
-		case bench.KindOurs, bench.KindMercure:
+		case bench.KindOurs, bench.KindMercure, bench.KindFloor:
 			p.Servers = append(p.Servers, k)
 		default:
-			fail(fmt.Errorf("unknown server %q (want ours or mercure)", s))
+			fail(fmt.Errorf("unknown server %q (want ours, mercure or caddy-floor)", s))
 		}
 	}
 	if *sizes != "" {
@@ -92,15 +93,24 @@ func main() {
 	load := loadAvg()
 	start := time.Now()
 	hb := &bench.HTTPSBench{P: p, WorkDir: filepath.Join(work, "run"), ProfileDir: prof, Log: os.Stderr,
-		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy"), Mercure: filepath.Join(work, "mercure-caddy")}}
+		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy"), Mercure: filepath.Join(work, "mercure-caddy"),
+			Floor: filepath.Join(work, "caddy-floor")}}
 	if !*skipBuild {
 		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
 		if err := run(root, os.Stderr, "go", "build", "-o", hb.Bins.Caddy, "./cmd/caddy"); err != nil {
 			fail(fmt.Errorf("building our caddy: %w", err))
 		}
-		fmt.Fprintln(os.Stderr, "building mercure in", filepath.Join(work, "mercure"), "...")
-		if err := bench.BuildMercure(filepath.Join(work, "mercure"), hb.Bins.Mercure, os.Stderr); err != nil {
-			fail(fmt.Errorf("building mercure: %w", err))
+		if slices.Contains(p.Servers, bench.KindMercure) {
+			fmt.Fprintln(os.Stderr, "building mercure in", filepath.Join(work, "mercure"), "...")
+			if err := bench.BuildMercure(filepath.Join(work, "mercure"), hb.Bins.Mercure, os.Stderr); err != nil {
+				fail(fmt.Errorf("building mercure: %w", err))
+			}
+		}
+		if slices.Contains(p.Servers, bench.KindFloor) {
+			fmt.Fprintln(os.Stderr, "building the caddy floor in", filepath.Join(work, "floor"), "...")
+			if err := bench.BuildCaddyFloor(root, filepath.Join(work, "floor"), hb.Bins.Floor, os.Stderr); err != nil {
+				fail(fmt.Errorf("building the caddy floor: %w", err))
+			}
 		}
 	}
 
