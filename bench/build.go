@@ -92,3 +92,6 @@ func run(log io.Writer, dir string, env []string, name string, args ...string) e
 	cmd.Stdout, cmd.Stderr = log, log
 	return cmd.Run()
 }
+
+// BuildMercure builds Mercure's Caddy into out, in the scratch module dir.
+func BuildMercure(dir, out string, log io.Writer) error { return buildMercure(dir, out, log) }

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ const (
 // Bins are the server binaries.
 type Bins struct {
 	Caddy, PocketBase, Mercure string
+	Floor                      string // KindFloor (the HTTPS streams bench)
 }
 
 // ServerOptions configure a server for one workload.
@@ -42,6 +44,7 @@ type ServerOptions struct {
 	Users     int    // pocketbase: users to create, with tokens (workload h)
 	Realtime  string // ours: extra lines inside the realtime block (the abuse suite)
 	Defaults  bool   // ours: leave max_clients_per_ip and max_clients at their defaults (the abuse suite)
+	TLS       bool   // ours, mercure: serve the site over HTTPS with Caddy's internal CA (the HTTPS streams bench)
 }
 
 // OwnerRule is the list and view rule of workload h, on both servers.
@@ -83,10 +86,12 @@ func StartServer(kind Kind, bins Bins, workDir string, opts ServerOptions) (*Ser
 	s := &Server{Kind: kind, dir: dir, logPath: filepath.Join(dir, "server.log")}
 	switch kind {
 	case KindOurs:
-		err = s.startCaddy(bins.Caddy, oursSite(opts))
+		err = s.startCaddy(bins.Caddy, oursSite(opts), opts.TLS)
 	case KindMercure:
-		err = s.startCaddy(bins.Mercure, "\tbind 127.0.0.1\n\tmercure {\n\t\tpublisher_jwt "+mercureSecret+
-			" HS256\n\t\tanonymous\n\t\ttransport local\n\t}\n")
+		err = s.startCaddy(bins.Mercure, "\tmercure {\n\t\tpublisher_jwt "+mercureSecret+
+			" HS256\n\t\tanonymous\n\t\ttransport local\n\t}\n", opts.TLS)
+	case KindFloor:
+		err = s.startCaddy(bins.Floor, floorSite, opts.TLS)
 	case KindPocketBase:
 		err = s.startPocketBase(bins.PocketBase, opts)
 	default:
@@ -121,15 +126,26 @@ func oursSite(opts ServerOptions) string {
 	return b.String()
 }
 
-func (s *Server) startCaddy(bin, site string) error {
+// startCaddy runs bin with site (the handler) as the only site. Ours and
+// Mercure get the same configuration apart from the handler.
+func (s *Server) startCaddy(bin, site string, useTLS bool) error {
 	ports, err := freePorts(2)
 	if err != nil {
 		return err
 	}
 	s.Addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	s.AdminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
-	config := fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpersist_config off\n\tlog {\n\t\tlevel ERROR\n\t}\n}\n\nhttp://%s {\n%s}\n",
-		s.AdminAddr, s.Addr, site)
+	scheme, global := "http", "\tauto_https off\n"
+	if useTLS {
+		// A certificate for 127.0.0.1 from Caddy's internal CA; no HTTP->HTTPS
+		// redirect listener, no trust-store install, and no HTTP/3 listener
+		// (the clients speak HTTP/1.1 and HTTP/2 only).
+		scheme = "https"
+		global = "\tauto_https disable_redirects\n\tskip_install_trust\n\tservers {\n\t\tprotocols h1 h2\n\t}\n"
+		site = "\ttls internal\n" + site
+	}
+	config := fmt.Sprintf("{\n\tadmin %s\n%s\tpersist_config off\n\tlog {\n\t\tlevel ERROR\n\t}\n}\n\n%s://%s {\n\tbind 127.0.0.1\n%s}\n",
+		s.AdminAddr, global, scheme, s.Addr, site)
 	path := filepath.Join(s.dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return err
@@ -144,6 +160,9 @@ func (s *Server) startCaddy(bin, site string) error {
 	}
 	if err := s.waitHTTP(probe, 30*time.Second); err != nil {
 		return err
+	}
+	if useTLS { // the certificate is issued after the listener opens
+		return s.waitTLS(s.Addr, 30*time.Second)
 	}
 	return s.waitTCP(s.Addr, 10*time.Second)
 }
@@ -348,6 +367,28 @@ func (s *Server) waitTCP(addr string, timeout time.Duration) error {
 			return fmt.Errorf("%s not accepting after %v: %w", addr, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitTLS waits until addr completes a TLS handshake (the certificate is not
+// checked: it comes from the server's own internal CA).
+func (s *Server) waitTLS(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second},
+			Config: &tls.Config{InsecureSkipVerify: true, ServerName: "127.0.0.1"}}
+		c, err := d.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if !s.Alive() {
+			return errors.New("server exited during start")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s no TLS handshake after %v: %w", addr, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
