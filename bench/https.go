@@ -161,6 +161,11 @@ func (hb *HTTPSBench) streams(mode string, k Kind, run int, rec *RunRecord) erro
 	m["stack_base_mb"] = mb(int64(base.stack))
 	m["goroutines_base"] = base.goroutines
 	m["threads_base"] = float64(base.proc.Threads)
+	baseLive, err := liveHeap(srv)
+	if err != nil {
+		return err
+	}
+	m["live_base_mb"] = mb(int64(baseLive))
 
 	have := 0
 	for _, n := range hb.P.Sizes {
@@ -184,6 +189,12 @@ func (hb *HTTPSBench) streams(mode string, k Kind, run int, rec *RunRecord) erro
 		m["stack_kb_per_stream"+at] = per(r.stack, base.stack)
 		m["goroutines_per_stream"+at] = (r.goroutines - base.goroutines) / float64(n)
 		m["threads"+at] = float64(r.proc.Threads)
+		// What the streams hold, without the garbage their setup left for the next GC.
+		live, err := liveHeap(srv)
+		if err != nil {
+			return err
+		}
+		m["live_kb_per_stream"+at] = per(live, baseLive)
 		if connected < n {
 			return fmt.Errorf("only %d of %d streams connected at %d: %s", connected, n, n, c.failureSummary())
 		}
@@ -240,6 +251,28 @@ func readServer(srv *Server) (serverReading, error) {
 	}
 	r.heap, r.stack, r.goroutines = g[0], g[1], g[2]
 	return r, nil
+}
+
+// liveHeap forces a garbage collection in the server (its admin endpoint's
+// /debug/pprof/heap?gc=1) and returns the heap then allocated: what is live.
+func liveHeap(srv *Server) (float64, error) {
+	req, _ := http.NewRequest("GET", "http://"+srv.AdminAddr+"/debug/pprof/heap?gc=1", nil)
+	req.Header.Set("Origin", "http://"+srv.AdminAddr)
+	c := http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s answered %d", req.URL, resp.StatusCode)
+	}
+	v, err := adminMetrics(srv.AdminAddr, "go_memstats_heap_alloc_bytes")
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
 }
 
 // adminMetrics reads the named unlabelled metrics from a Caddy admin endpoint's /metrics.
