@@ -309,13 +309,23 @@ func (wp *writerPool) run() {
 	for batch := wp.popBatch(buf[:]); batch != nil; batch = wp.popBatch(buf[:]) {
 		for i, c := range batch {
 			if c.conn.blocking {
-				go c.writeConn(nil) // its writes may block: not in a writer
+				go writeBlockingConn(c) // its writes may block: not in a writer
 			} else {
 				iov = c.writeConn(iov)
 			}
 			batch[i] = nil
 		}
 	}
+}
+
+// iovs are the slices of one write for blocking connections' goroutines.
+var iovs = sync.Pool{New: func() any { s := make([][]byte, 0, writePieces); return &s }}
+
+// writeBlockingConn is writeConn in a goroutine of its own.
+func writeBlockingConn(c *Client) {
+	iov := iovs.Get().(*[][]byte)
+	*iov = c.writeConn((*iov)[:0])
+	iovs.Put(iov)
 }
 
 // write sends p (in order, as one write where the platform has writev)

@@ -45,10 +45,16 @@ func forEachConn(t *testing.T, test func(t *testing.T, pair pairFunc)) {
 func tlsPair(t *testing.T) (server, peer net.Conn) {
 	t.Helper()
 	rawS, rawP := tcpPair(t)
-	cert := testCert(t)
-	srv := tls.Server(rawS, &tls.Config{Certificates: []tls.Certificate{cert}})
-	cli := tls.Client(rawP, &tls.Config{InsecureSkipVerify: true})
+	cli, srv := handshake(t, rawP, rawS)
 	t.Cleanup(func() { cli.Close() })
+	return srv, cli
+}
+
+// handshake puts TLS 1.3 on both ends of a connection and completes the handshake.
+func handshake(t testing.TB, rawClient, rawServer net.Conn) (client, server net.Conn) {
+	t.Helper()
+	srv := tls.Server(rawServer, &tls.Config{Certificates: []tls.Certificate{testCert(t)}})
+	cli := tls.Client(rawClient, &tls.Config{InsecureSkipVerify: true})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Handshake() }()
 	if err := cli.Handshake(); err != nil {
@@ -57,7 +63,7 @@ func tlsPair(t *testing.T) (server, peer net.Conn) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	return srv, cli
+	return cli, srv
 }
 
 var (
@@ -67,7 +73,7 @@ var (
 )
 
 // testCert is a self-signed certificate for 127.0.0.1, made once.
-func testCert(t *testing.T) tls.Certificate {
+func testCert(t testing.TB) tls.Certificate {
 	certOnce.Do(func() {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
