@@ -3,6 +3,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -51,14 +52,17 @@ function freePort() {
 }
 
 /**
- * A request with node:http. Not fetch(): Node's fetch sends `Sec-Fetch-Mode: cors`, and Caddy's admin
+ * A request with node:http (node:https for https URLs, certificate not checked: Caddy's internal
+ * issuer). Not fetch(): Node's fetch sends `Sec-Fetch-Mode: cors`, and Caddy's admin
  * endpoint answers any request carrying a Sec-Fetch-Mode header with an Origin check (403 "client is
  * not allowed to access from origin ''").
  */
 export function request(method, url, body) {
 	return new Promise((resolve, reject) => {
 		const data = body === undefined ? undefined : JSON.stringify(body);
-		const req = http.request(url, { method, headers: data === undefined ? {} : { "Content-Type": "application/json" } }, (res) => {
+		const mod = url.startsWith("https:") ? https : http;
+		const opts = { method, headers: data === undefined ? {} : { "Content-Type": "application/json" }, rejectUnauthorized: false };
+		const req = mod.request(url, opts, (res) => {
 			const chunks = [];
 			res.on("data", (c) => chunks.push(c));
 			res.on("end", () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
@@ -90,20 +94,30 @@ export async function startCaddy() {
 	const sitePort = await freePort();
 	let adminPort = await freePort();
 	while (adminPort === sitePort) adminPort = await freePort();
+	let tlsPort = await freePort();
+	while (tlsPort === sitePort || tlsPort === adminPort) tlsPort = await freePort();
 
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), "realtime-browser-"));
+	// The same site over plain HTTP and over HTTPS (Caddy's internal issuer), where Chromium speaks HTTP/2.
+	const handlers = `realtime /api/realtime {
+		heartbeat 1s
+	}
+	root * demo
+	file_server`;
 	const caddyfile = `{
 	admin 127.0.0.1:${adminPort}
-	auto_https off
+	auto_https disable_redirects
+	skip_install_trust
 	persist_config off
 }
 
 http://127.0.0.1:${sitePort} {
-	realtime /api/realtime {
-		heartbeat 1s
-	}
-	root * demo
-	file_server
+	${handlers}
+}
+
+https://127.0.0.1:${tlsPort} {
+	tls internal
+	${handlers}
 }
 `;
 	fs.writeFileSync(path.join(dir, "Caddyfile"), caddyfile);
@@ -119,14 +133,15 @@ http://127.0.0.1:${sitePort} {
 	proc.on("exit", (code, signal) => (exited = { code, signal }));
 
 	const site = `http://127.0.0.1:${sitePort}`;
+	const tlsSite = `https://127.0.0.1:${tlsPort}`;
 	const admin = `http://127.0.0.1:${adminPort}`;
 	const logTail = (n = 30) => fs.readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-n).join("\n");
 
 	await waitFor(async () => {
 		if (exited) throw new Error(`caddy exited early (${JSON.stringify(exited)}):\n${logTail()}`);
-		const [a, s] = await Promise.all([request("GET", `${admin}/realtime/clients`), request("GET", `${site}/`)]);
-		return a.status === 200 && s.status === 200;
-	}, 30_000, `caddy to serve ${site} and ${admin}`).catch((err) => {
+		const [a, s, t] = await Promise.all([request("GET", `${admin}/realtime/clients`), request("GET", `${site}/`), request("GET", `${tlsSite}/`)]);
+		return a.status === 200 && s.status === 200 && t.status === 200; // the internal issuer signs in the background
+	}, 30_000, `caddy to serve ${site}, ${tlsSite} and ${admin}`).catch((err) => {
 		proc.kill("SIGKILL");
 		const message = `${err.message}\n--- caddy log ---\n${logTail()}`;
 		fs.closeSync(log);
@@ -142,6 +157,9 @@ http://127.0.0.1:${sitePort} {
 
 	return {
 		site,
+		/** The same site over HTTPS (tls internal: the browser must ignore certificate errors). */
+		tlsSite,
+		tlsPort,
 		admin,
 		adminPort,
 		dir,

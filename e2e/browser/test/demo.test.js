@@ -1,5 +1,5 @@
 // The demo page in headless Chromium with the browser's native EventSource, against our Caddy; and
-// (last test, sharing this file's Caddy and Chromium) resume after a stream cut by a proxy.
+// (last two tests, sharing this file's Caddy and Chromium) resume after a stream cut by a proxy, over HTTP/1.1 and HTTPS (HTTP/2).
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -258,19 +258,34 @@ test("screenshot of the page with a few events", { timeout: 60_000 }, async () =
 });
 
 test("native EventSource cut by a proxy reconnects with Last-Event-ID and gets every missed event once, in order", { timeout: 60_000 }, async () => {
-	// An admin DELETE ends a session for good; a cut on the way (a proxy, a dead network path) does not.
-	const proxy = await startProxy(Number(new URL(server.site).port));
-	const context = await browser.newContext();
+	await resumeThroughProxy({ tls: false });
+});
+
+// Browsers reach an HTTPS site over HTTP/2: the stream is one of the connection's streams, written by
+// a goroutine (HTTP/2 cannot be taken over like HTTP/1.1), and the cut drops the whole connection.
+test("over HTTPS (HTTP/2), native EventSource cut by a proxy resumes the same way", { timeout: 60_000 }, async () => {
+	await resumeThroughProxy({ tls: true });
+});
+
+// An admin DELETE ends a session for good; a cut on the way (a proxy, a dead network path) does not.
+async function resumeThroughProxy({ tls }) {
+	const proxy = await startProxy(tls ? server.tlsPort : Number(new URL(server.site).port));
+	const context = await browser.newContext({ ignoreHTTPSErrors: tls }); // tls internal: a CA Chromium does not know
 	const earlier = new Set((await server.clients()).map((c) => c.id)); // other tests' streams, maybe still ending
 	try {
 		const topics = ["posts/*", "news"];
-		const { page, errors } = await openStreamPage(context, `${proxy.url}/stream-test`, topics);
+		const origin = tls ? `https://127.0.0.1:${proxy.port}` : proxy.url;
+		const { page, errors } = await openStreamPage(context, `${origin}/stream-test`, topics);
 		const log = () => streamLog(page);
 		await waitFor(async () => (await log()).includes("subscribed 204"), 15_000, "PB_CONNECT and an answered subscription POST");
 		const [connect] = await log();
 		const { clientId, ...rest } = JSON.parse(connect.slice("connect ".length));
 		assert.deepEqual(rest, {}, `a fresh stream's PB_CONNECT is PocketBase's: ${connect}`);
-
+		if (tls) {
+			const protocols = await page.evaluate(() => performance.getEntriesByType("resource")
+				.filter((e) => e.name.endsWith("/api/realtime")).map((e) => e.nextHopProtocol));
+			assert.ok(protocols.length > 0 && protocols.every((p) => p === "h2"), `the realtime requests went over HTTP/2: ${protocols}`);
+		}
 		// Record events and a custom message; returns the lines the page should log for them.
 		const round = async (phase) => {
 			const events = [
@@ -310,11 +325,13 @@ test("native EventSource cut by a proxy reconnects with Last-Event-ID and gets e
 		await waitLines(expected.length, "the last round");
 		assert.deepEqual(await log(), expected, "every event once, in publish order, after one resumed PB_CONNECT");
 
-		const streams = proxy.heads.filter((h) => h.startsWith("GET /api/realtime "));
-		assert.equal(streams.length, 2, `two stream requests: ${JSON.stringify(streams)}`);
-		assert.equal(headerOf(streams[0], "Last-Event-ID"), undefined);
-		assert.equal(headerOf(streams[1], "Last-Event-ID"), lastBeforeCut, "Chromium sent the last id it received");
-		assert.equal(proxy.heads.filter((h) => h.startsWith("POST /api/realtime ")).length, 1, "subscribed once, not again on resume");
+		if (!tls) { // the proxy sees the request heads only in plain text; over TLS the resumed PB_CONNECT says as much
+			const streams = proxy.heads.filter((h) => h.startsWith("GET /api/realtime "));
+			assert.equal(streams.length, 2, `two stream requests: ${JSON.stringify(streams)}`);
+			assert.equal(headerOf(streams[0], "Last-Event-ID"), undefined);
+			assert.equal(headerOf(streams[1], "Last-Event-ID"), lastBeforeCut, "Chromium sent the last id it received");
+			assert.equal(proxy.heads.filter((h) => h.startsWith("POST /api/realtime ")).length, 1, "subscribed once, not again on resume");
+		}
 		const clients = (await server.clients()).filter((c) => !earlier.has(c.id));
 		assert.deepEqual(clients.map((c) => [c.id, [...c.subscriptions].sort()]), [[clientId, [...topics].sort()]],
 			"one client, its subscriptions restored");
@@ -323,4 +340,4 @@ test("native EventSource cut by a proxy reconnects with Last-Event-ID and gets e
 		await context.close();
 		await proxy.close();
 	}
-});
+}
