@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -143,13 +144,24 @@ func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy)
 
 // pendingBytes is what c holds in memory for its peer: queued frames and
 // what its writer took but has not written yet. refusing is whether its
-// stream is holding up a write right now: a write in progress (goroutine
-// mode) or one the socket took only part of (an adopted connection).
+// stream is holding up a write right now: bytes a non-blocking write to an
+// adopted socket left pending, or a blocking write (Serve's, a TLS
+// connection's) in progress for longer than stuckWrite, which a reading
+// peer's never is.
 func (c *Client) pendingBytes() (n int, refusing bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.queue.Len() + c.unsent + c.inflight, c.unsent+c.inflight > 0
+	n = c.queue.Len() + c.unsent + c.inflight
+	refusing = c.unsent > 0 && c.conn != nil && !c.conn.blocking
+	c.mu.Unlock()
+	if since := c.writingSince.Load(); since != 0 && time.Now().UnixNano()-since > int64(stuckWrite) {
+		refusing = true
+	}
+	return n, refusing
 }
+
+// stuckWrite is how long a blocking write must have been in progress for its
+// stream to count as refusing bytes.
+const stuckWrite = 100 * time.Millisecond
 
 // noteQueued is called by a fan-out with the bytes it queued. Memory only
 // grows when frames are queued, so the broker-wide max_queued_bytes is

@@ -55,6 +55,10 @@ type Client struct {
 	auth     atomic.Pointer[authState]
 	state    sync.Map
 
+	// writingSince is when the blocking write in progress (Serve's, or an
+	// adopted TLS connection's) started, in unix nanoseconds; 0: none.
+	writingSince atomic.Int64
+
 	delivered atomic.Uint64 // messages written to the stream
 	bytesOut  atomic.Uint64
 }
@@ -283,9 +287,12 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 		}
 	}
 	write := func(b []byte) error {
+		now := time.Now()
 		if p.WriteTimeout > 0 {
-			_ = s.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
+			_ = s.SetWriteDeadline(now.Add(p.WriteTimeout))
 		}
+		c.writingSince.Store(now.UnixNano())
+		defer c.writingSince.Store(0)
 		if _, err := s.Write(b); err != nil {
 			return err
 		}
@@ -307,9 +314,12 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 	var batch frameQueue
 	var iov [][]byte
 	writeBatch := func() error {
+		now := time.Now()
 		if p.WriteTimeout > 0 {
-			_ = s.SetWriteDeadline(time.Now().Add(p.WriteTimeout))
+			_ = s.SetWriteDeadline(now.Add(p.WriteTimeout))
 		}
+		c.writingSince.Store(now.UnixNano())
+		defer c.writingSince.Store(0)
 		for batch.Len() > 0 {
 			iov = batch.slices(iov[:0], writePieces, writeBytes)
 			for _, b := range iov {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // checkIndexConsistent verifies that the index holds exactly the subscriptions
@@ -225,5 +226,34 @@ func TestConcurrentFanoutManyClients(t *testing.T) {
 	}
 	if st := b.Stats(); st.MessagesOut < 50*201 {
 		t.Fatalf("messages out %d", st.MessagesOut)
+	}
+}
+
+// A blocking write in progress (Serve's) makes its stream a refusing one for
+// max_queued_bytes only once it has been stuck for stuckWrite: a reader
+// caught mid-write by a budget check is not taken for a stalled one.
+func TestBlockingWriteRefusesOnlyOnceStuck(t *testing.T) {
+	t.Parallel()
+	b := New("t", nil)
+	c := mustConnect(t, b)
+	s := &recStream{gate: make(chan struct{}), inWrite: make(chan struct{}, 1)}
+	sv := serve(t, b, c, s)
+	<-s.inWrite // Serve is blocked writing PB_CONNECT
+	start := time.Now()
+	n, refusing := c.pendingBytes()
+	if n == 0 || (refusing && time.Since(start) < stuckWrite) {
+		t.Fatalf("pending %d, refusing %v right after the write started", n, refusing)
+	}
+	time.Sleep(stuckWrite + 20*time.Millisecond)
+	if _, refusing := c.pendingBytes(); !refusing {
+		t.Fatalf("not refusing after a write stuck for %v", stuckWrite)
+	}
+	close(s.gate)
+	b.Disconnect(c, ReasonDisconnected)
+	if r := sv.waitReason(t); r != ReasonDisconnected {
+		t.Fatalf("reason %q", r)
+	}
+	if _, refusing := c.pendingBytes(); refusing {
+		t.Fatal("still refusing after the write returned")
 	}
 }

@@ -389,7 +389,13 @@ func (c *Client) writeConn(iov [][]byte) [][]byte {
 	progress := false
 	for cs.batch.Len() > 0 {
 		iov = cs.batch.slices(iov[:0], writePieces, writeBytes)
+		if cs.blocking {
+			c.writingSince.Store(time.Now().UnixNano())
+		}
 		n, err := cs.write(iov, deadline)
+		if cs.blocking {
+			c.writingSince.Store(0)
+		}
 		clear(iov) // no references to frames outlive the write
 		if n > 0 {
 			progress = true

@@ -296,11 +296,12 @@ func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 			}
 		}
 		refusing := func() bool {
-			for range 20 { // give the writer a moment to try
+			// Give the writer a moment to try; a blocking (TLS) write counts once stuck for stuckWrite.
+			for deadline := time.Now().Add(stuckWrite + 100*time.Millisecond); time.Now().Before(deadline); {
 				if _, r := stalled.pendingBytes(); r {
 					return true
 				}
-				time.Sleep(time.Millisecond)
+				time.Sleep(5 * time.Millisecond)
 			}
 			return false
 		}
