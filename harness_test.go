@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -242,6 +243,13 @@ func openStream(t *testing.T, client *http.Client, url string) *sseStream {
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := client.Do(req)
+	// Right after a reload, a new connection can still be accepted by the
+	// server being replaced, which closes it unanswered (Caddy shares the
+	// listener): what a browser's EventSource would retry, so retry.
+	for try := 0; err != nil && try < 5 && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)); try++ {
+		time.Sleep(50 * time.Millisecond)
+		resp, err = client.Do(req)
+	}
 	if err != nil {
 		cancel()
 		t.Fatalf("GET %s: %v", url, err)
