@@ -184,7 +184,7 @@ func do(t *testing.T, method, url, contentType, body string) reply {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := oneShot.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -192,6 +192,11 @@ func do(t *testing.T, method, url, contentType, body string) reply {
 	b, _ := io.ReadAll(resp.Body)
 	return reply{resp.StatusCode, resp.Header, string(b)}
 }
+
+// oneShot opens a connection per request: every /load replaces Caddy's admin
+// server, and a POST on a connection kept alive to the one being stopped
+// fails with EOF (Go retries only idempotent requests there).
+var oneShot = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
 func (p *caddyProc) adminDo(method, path, contentType, body string) reply {
 	return do(p.t, method, "http://"+p.admin+path, contentType, body)
