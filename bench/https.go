@@ -30,11 +30,12 @@ const (
 	HTTPSModeH1    = "h1"    // HTTP/1.1 over TLS, one connection per stream
 	HTTPSModeH2    = "h2"    // HTTP/2 over TLS, one connection per stream
 	HTTPSModeH2x6  = "h2x6"  // HTTP/2 over TLS, 6 streams per connection (browser tabs sharing one)
+	HTTPSModeH2Mix = "h2mix" // HTTP/2 over TLS, connections alternately carrying 1 and 6 streams
 	HTTPSModePlain = "plain" // HTTP/1.1 without TLS, one connection per stream: the baseline
 )
 
 // HTTPSModes are all modes, in the order they run.
-var HTTPSModes = []string{HTTPSModeH1, HTTPSModeH2, HTTPSModeH2x6, HTTPSModePlain}
+var HTTPSModes = []string{HTTPSModeH1, HTTPSModeH2, HTTPSModeH2x6, HTTPSModeH2Mix, HTTPSModePlain}
 
 // HTTPSParams size the HTTPS streams bench (issue 13, workload a over TLS).
 type HTTPSParams struct {
@@ -62,9 +63,10 @@ func HTTPSQuick() HTTPSParams {
 	return p
 }
 
-// streamsPerConn is how many streams share one connection in mode.
-func streamsPerConn(mode string) int {
-	if mode == HTTPSModeH2x6 {
+// streamsPerConn is how many streams share the i-th connection in mode.
+func streamsPerConn(mode string, i int) int {
+	switch {
+	case mode == HTTPSModeH2x6, mode == HTTPSModeH2Mix && i%2 == 1:
 		return 6
 	}
 	return 1
@@ -352,6 +354,8 @@ type streamClient struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	opened int // connections started by connect (h2mix alternates 1 and 6 streams on them)
+
 	mu        sync.Mutex
 	conns     []net.Conn
 	fails     map[string]int
@@ -423,7 +427,6 @@ func (c *streamClient) failureSummary() string {
 // connect opens n more streams, inflight connections at a time, and
 // returns when each is subscribed or failed.
 func (c *streamClient) connect(n, inflight int) {
-	per := streamsPerConn(c.mode)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range max(inflight, 1) {
@@ -436,7 +439,8 @@ func (c *streamClient) connect(n, inflight int) {
 		}()
 	}
 	for n > 0 {
-		k := min(per, n)
+		k := min(streamsPerConn(c.mode, c.opened), n)
+		c.opened++
 		jobs <- k
 		n -= k
 	}
@@ -460,7 +464,7 @@ func (c *streamClient) openConn(k int) {
 		return
 	}
 	var cc *http2.ClientConn
-	if c.mode == HTTPSModeH2 || c.mode == HTTPSModeH2x6 {
+	if c.mode == HTTPSModeH2 || c.mode == HTTPSModeH2x6 || c.mode == HTTPSModeH2Mix {
 		if cc, err = c.h2.NewClientConn(conn); err != nil {
 			conn.Close()
 			for range k {

@@ -86,6 +86,7 @@ var httpsModeTitles = map[string]string{
 	HTTPSModeH1:    "HTTP/1.1 over TLS, one connection per stream",
 	HTTPSModeH2:    "HTTP/2 over TLS, one connection per stream",
 	HTTPSModeH2x6:  "HTTP/2 over TLS, 6 streams per connection (tabs sharing one connection)",
+	HTTPSModeH2Mix: "HTTP/2 over TLS, connections alternately carrying 1 and 6 streams (the mixed run)",
 	HTTPSModePlain: "plain HTTP/1.1, no TLS (the baseline; ours takes the hijacked-socket path)",
 }
 

@@ -28,7 +28,7 @@ func main() {
 	out := flag.String("out", "bench/results", "directory for HTTPS.md and https.json")
 	quick := flag.Bool("quick", false, "500 and 1,000 streams instead of 1,000, 5,000 and 10,000")
 	runs := flag.Int("runs", 1, "runs of each mode and server, alternating the servers; medians are reported")
-	modes := flag.String("modes", strings.Join(bench.HTTPSModes, ","), "modes to run: h1, h2, h2x6, plain")
+	modes := flag.String("modes", strings.Join(bench.HTTPSModes, ","), "modes to run: h1, h2, h2x6, h2mix, plain")
 	sizes := flag.String("sizes", "", "stream counts, opened incrementally, e.g. 1000,5000 (default per -quick)")
 	servers := flag.String("servers", "ours,mercure,caddy-floor", "servers to run: ours, mercure, caddy-floor (Caddy with a handler that only holds streams open)")
 	inflight := flag.Int("inflight", 0, "connections opened at once (default 128)")
@@ -57,10 +57,10 @@ func main() {
 	p.Modes = nil
 	for _, m := range split(*modes) {
 		switch m {
-		case bench.HTTPSModeH1, bench.HTTPSModeH2, bench.HTTPSModeH2x6, bench.HTTPSModePlain:
+		case bench.HTTPSModeH1, bench.HTTPSModeH2, bench.HTTPSModeH2x6, bench.HTTPSModeH2Mix, bench.HTTPSModePlain:
 			p.Modes = append(p.Modes, m)
 		default:
-			fail(fmt.Errorf("unknown mode %q (want h1, h2, h2x6 or plain)", m))
+			fail(fmt.Errorf("unknown mode %q (want h1, h2, h2x6, h2mix or plain)", m))
 		}
 	}
 	p.Servers = nil
