@@ -309,26 +309,7 @@ func adminDownload(adminAddr, path, file string) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
-	req.Header.Set("Origin", "http://"+adminAddr)
-	c := http.Client{Timeout: 60 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s answered %d", req.URL, resp.StatusCode)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return adminSave(adminAddr, path, file, 60*time.Second)
 }
 
 func loadAverage() (float64, error) {

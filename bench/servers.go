@@ -480,9 +480,15 @@ func (s *Server) Stats() (map[string]any, error) {
 // (the admin endpoint's /debug/pprof/profile).
 func (s *Server) CPUProfile(path string, d time.Duration) error {
 	secs := max(int(d.Seconds()), 1)
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.AdminAddr, secs), nil)
-	req.Header.Set("Origin", "http://"+s.AdminAddr)
-	c := http.Client{Timeout: time.Duration(secs)*time.Second + 30*time.Second}
+	return adminSave(s.AdminAddr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), path,
+		time.Duration(secs)*time.Second+30*time.Second)
+}
+
+// adminSave saves what a GET of a Caddy admin endpoint's path answers to file.
+func adminSave(adminAddr, path, file string, timeout time.Duration) error {
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
+	req.Header.Set("Origin", "http://"+adminAddr)
+	c := http.Client{Timeout: timeout}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -491,7 +497,7 @@ func (s *Server) CPUProfile(path string, d time.Duration) error {
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("%s answered %d", req.URL, resp.StatusCode)
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(file)
 	if err != nil {
 		return err
 	}

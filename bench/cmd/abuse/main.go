@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -49,7 +48,7 @@ func main() {
 				fail(err)
 			}
 		}
-		if err := res.Write(outDir(*out)); err != nil {
+		if err := res.Write(bench.OutDir(*out)); err != nil {
 			fail(err)
 		}
 		fmt.Print(res.Markdown())
@@ -68,7 +67,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	load := loadAvg()
+	load := bench.LoadAvg()
 	start := time.Now()
 	ab := &bench.AbuseBench{P: bench.AbuseFull(), WorkDir: filepath.Join(work, "run"), Log: os.Stderr, Self: self,
 		Only: set(*only), Kinds: map[bench.Kind]bool{}}
@@ -94,7 +93,7 @@ func main() {
 		ab.Bins.Caddy, stamp = abs, "binary "+*caddy
 	case !*skipBuild:
 		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		if err := run(root, "go", "build", "-o", ab.Bins.Caddy, "./cmd/caddy"); err != nil {
+		if err := bench.RunIn(root, os.Stderr, "go", "build", "-o", ab.Bins.Caddy, "./cmd/caddy"); err != nil {
 			fail(fmt.Errorf("building our caddy: %w", err))
 		}
 	}
@@ -103,7 +102,7 @@ func main() {
 	}
 	if _, err := os.Stat(ab.Bins.PocketBase); err != nil && (len(ab.Kinds) == 0 || ab.Kinds[bench.KindPocketBase]) {
 		fmt.Fprintln(os.Stderr, "building pocketbase (e2e/scripts/build-pocketbase.sh)...")
-		if err := run(root, "bash", filepath.Join(root, "e2e", "scripts", "build-pocketbase.sh")); err != nil {
+		if err := bench.RunIn(root, os.Stderr, "bash", filepath.Join(root, "e2e", "scripts", "build-pocketbase.sh")); err != nil {
 			fail(fmt.Errorf("building pocketbase: %w", err))
 		}
 	}
@@ -120,35 +119,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, "abuse: -compare:", err)
 		}
 	}
-	dir := outDir(*out)
+	dir := bench.OutDir(*out)
 	if err := res.Write(dir); err != nil {
 		fail(err)
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s in %v\n", dir, time.Since(start).Round(time.Second))
 	fmt.Print(res.Markdown())
-}
-
-func run(dir, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return cmd.Run()
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-func outDir(dir string) string {
-	if !filepath.IsAbs(dir) {
-		wd, _ := os.Getwd()
-		dir = filepath.Join(wd, dir)
-	}
-	return dir
 }
 
 func set(csv string) map[string]bool {

@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/caddy-realtime/realtime/bench"
@@ -39,7 +38,7 @@ func main() {
 		fail(err)
 	}
 	work := filepath.Join(root, "bench", ".work")
-	if err := raiseFileLimit(); err != nil {
+	if err := bench.RaiseFileLimit(); err != nil {
 		fail(err)
 	}
 
@@ -64,7 +63,7 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		if err := res.Write(outDir(*out)); err != nil {
+		if err := res.Write(bench.OutDir(*out)); err != nil {
 			fail(err)
 		}
 		fmt.Print(res.Markdown())
@@ -97,31 +96,12 @@ func main() {
 	res.Command = "go run ./bench/cmd/bench " + strings.Join(os.Args[1:], " ")
 	res.TotalSeconds = time.Since(start).Seconds()
 	res.Commit = bench.TreeState(root)
-	dir := outDir(*out)
+	dir := bench.OutDir(*out)
 	if err := res.Write(dir); err != nil {
 		fail(err)
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s in %v (builds %v)\n", dir, time.Since(start).Round(time.Second), built.Round(time.Second))
 	fmt.Print(res.Markdown())
-}
-
-func outDir(dir string) string {
-	if !filepath.IsAbs(dir) {
-		wd, _ := os.Getwd()
-		dir = filepath.Join(wd, dir)
-	}
-	return dir
-}
-
-// raiseFileLimit lifts the soft open-files limit to the hard one; servers
-// started from here inherit it.
-func raiseFileLimit() error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return err
-	}
-	lim.Cur = lim.Max
-	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 }
 
 func set(csv string) map[string]bool {

@@ -75,7 +75,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	load := loadAvg()
+	load := bench.LoadAvg()
 	start := time.Now()
 	cb := &bench.ClusterBench{P: p, WorkDir: filepath.Join(work, "cluster"), Log: os.Stderr,
 		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy")},
@@ -96,26 +96,14 @@ func main() {
 
 	res := &bench.ClusterResults{Mode: mode, Params: p, Runs: cb.Runs, Cores: runtime.NumCPU(),
 		Command: strings.TrimSpace("go run ./bench/cmd/cluster " + strings.Join(os.Args[1:], " ")),
-		Commit:  bench.TreeState(root), LoadBefore: load, LoadAfter: loadAvg(),
+		Commit:  bench.TreeState(root), LoadBefore: load, LoadAfter: bench.LoadAvg(),
 		TotalSeconds: time.Since(start).Seconds()}
-	dir := *out
-	if !filepath.IsAbs(dir) {
-		wd, _ := os.Getwd()
-		dir = filepath.Join(wd, dir)
-	}
+	dir := bench.OutDir(*out)
 	if err := res.Write(dir); err != nil {
 		fail(err)
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s in %v\n", dir, time.Since(start).Round(time.Second))
 	fmt.Print(res.Markdown())
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func fail(err error) {

@@ -12,9 +12,7 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -85,19 +83,19 @@ func main() {
 	if len(p.Modes) == 0 || len(p.Servers) == 0 || len(p.Sizes) == 0 {
 		fail(fmt.Errorf("nothing to run"))
 	}
-	dir, prof := abs(*out), ""
+	dir, prof := bench.OutDir(*out), ""
 	if *profile != "" {
-		prof = abs(*profile)
+		prof = bench.OutDir(*profile)
 	}
 
-	load := loadAvg()
+	load := bench.LoadAvg()
 	start := time.Now()
 	hb := &bench.HTTPSBench{P: p, WorkDir: filepath.Join(work, "run"), ProfileDir: prof, Log: os.Stderr,
 		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy"), Mercure: filepath.Join(work, "mercure-caddy"),
 			Floor: filepath.Join(work, "caddy-floor")}}
 	if !*skipBuild {
 		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		if err := run(root, os.Stderr, "go", "build", "-o", hb.Bins.Caddy, "./cmd/caddy"); err != nil {
+		if err := bench.RunIn(root, os.Stderr, "go", "build", "-o", hb.Bins.Caddy, "./cmd/caddy"); err != nil {
 			fail(fmt.Errorf("building our caddy: %w", err))
 		}
 		if slices.Contains(p.Servers, bench.KindMercure) {
@@ -136,29 +134,6 @@ func split(s string) []string {
 		}
 	}
 	return out
-}
-
-func abs(dir string) string {
-	if filepath.IsAbs(dir) {
-		return dir
-	}
-	wd, _ := os.Getwd()
-	return filepath.Join(wd, dir)
-}
-
-func run(dir string, out io.Writer, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	return cmd.Run()
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func fail(err error) {

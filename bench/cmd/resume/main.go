@@ -14,9 +14,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -53,13 +51,13 @@ func main() {
 	if *runs > 0 {
 		p.Runs = *runs
 	}
-	load := loadAvg()
+	load := bench.LoadAvg()
 	start := time.Now()
 	rb := &bench.ResumeBench{P: p, WorkDir: filepath.Join(work, "run"), Log: os.Stderr,
 		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy")}, ServerProfile: *profile, ProfileFor: *profileFor}
 	if !*skipBuild {
 		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		if err := run(root, os.Stderr, "go", "build", "-o", rb.Bins.Caddy, "./cmd/caddy"); err != nil {
+		if err := bench.RunIn(root, os.Stderr, "go", "build", "-o", rb.Bins.Caddy, "./cmd/caddy"); err != nil {
 			fail(fmt.Errorf("building our caddy: %w", err))
 		}
 	}
@@ -73,7 +71,7 @@ func main() {
 	if *heap {
 		fmt.Fprintln(os.Stderr, "go test -run '^$' -bench MemoryTransportHeap -benchtime 1x ./broker/ ...")
 		var buf bytes.Buffer
-		if err := run(root, &buf, "go", "test", "-run", "^$", "-bench", "MemoryTransportHeap", "-benchtime", "1x", "./broker/"); err != nil {
+		if err := bench.RunIn(root, &buf, "go", "test", "-run", "^$", "-bench", "MemoryTransportHeap", "-benchtime", "1x", "./broker/"); err != nil {
 			res.LogHeapError = fmt.Sprintf("%v: %s", err, strings.TrimSpace(buf.String()))
 		}
 		sc := bufio.NewScanner(&buf)
@@ -84,31 +82,12 @@ func main() {
 		}
 	}
 	res.TotalSeconds = time.Since(start).Seconds()
-	dir := *out
-	if !filepath.IsAbs(dir) {
-		wd, _ := os.Getwd()
-		dir = filepath.Join(wd, dir)
-	}
+	dir := bench.OutDir(*out)
 	if err := res.Write(dir); err != nil {
 		fail(err)
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s in %v\n", dir, time.Since(start).Round(time.Second))
 	fmt.Print(res.Markdown())
-}
-
-func run(dir string, out io.Writer, name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	return cmd.Run()
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 func fail(err error) {
