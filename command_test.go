@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-realtime/realtime/internal/caddytest"
 )
 
 // pocketBaseBin is the reference PocketBase v0.40.4 for tests that need a
@@ -45,9 +47,9 @@ func startPocketBase(t *testing.T) *pocketBase {
 	if out, err := exec.Command(bin, "superuser", "upsert", pbSuperuser, pbPassword, "--dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("superuser upsert: %v\n%s", err, out)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
 	cmd := exec.Command(bin, "serve", "--http", addr, "--dir", dir)
-	logs := &syncBuffer{}
+	logs := &caddytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -191,7 +193,7 @@ func TestImportPocketBase(t *testing.T) {
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		_, stderr, code := importRun(t, nil, "--url", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--token", pb.suToken)
+		_, stderr, code := importRun(t, nil, "--url", fmt.Sprintf("http://127.0.0.1:%d", caddytest.FreePort(t)), "--token", pb.suToken)
 		if code != 1 || !strings.Contains(stderr, "cannot reach PocketBase at") {
 			t.Errorf("exit %d, stderr %s", code, stderr)
 		}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-realtime/realtime/internal/caddytest"
 )
 
 // caddyBin is our Caddy (cmd/caddy) built once for the tests that run it as a
@@ -59,35 +60,8 @@ type caddyProc struct {
 	dir   string
 	admin string // host:port
 	port  int    // the site's port
-	logs  *syncBuffer
-	done  chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	logs  *caddytest.SyncBuffer
+	done  <-chan struct{}
 }
 
 // startCaddy runs Caddy with a Caddyfile whose {ADMIN} and {PORT} are replaced
@@ -104,56 +78,24 @@ func startCaddyConfig(t *testing.T, name, config string) *caddyProc {
 	if caddyBin == "" {
 		t.Skip("needs the Caddy binary (not built with -short)")
 	}
-	p := &caddyProc{t: t, dir: t.TempDir(), logs: &syncBuffer{}, done: make(chan struct{})}
-	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p.port = freePort(t)
+	p := &caddyProc{t: t, dir: t.TempDir(), logs: &caddytest.SyncBuffer{}}
+	p.admin = fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
+	p.port = caddytest.FreePort(t)
 	path := filepath.Join(p.dir, name)
 	if err := os.WriteFile(path, []byte(p.expand(config)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"run", "--config", path}
-	if name == "Caddyfile" {
-		args = append(args, "--adapter", "caddyfile")
-	}
-	p.cmd = exec.Command(caddyBin, args...)
-	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "HOME="+p.dir)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
 		if t.Failed() {
 			t.Logf("caddy output:\n%s", p.logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.admin + "/realtime/stats")
-		if err == nil {
-			resp.Body.Close()
-			// The admin endpoint answers before the site listens: wait for both.
-			if conn, derr := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port)); resp.StatusCode == http.StatusOK && derr == nil {
-				conn.Close()
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("caddy exited during start-up:\n%s", p.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not become ready: %v\n%s", err, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.cmd, p.done = caddytest.Launch(t, "caddy", caddyBin, p.dir, path, p.admin, p.port, "/realtime/stats", 20*time.Second, p.logs)
+	return p
 }
 
 func (p *caddyProc) expand(caddyfile string) string {
-	return strings.NewReplacer("{ADMIN}", p.admin, "{PORT}", fmt.Sprint(p.port)).Replace(caddyfile)
+	return caddytest.Expand(caddyfile, p.admin, p.port)
 }
 
 func (p *caddyProc) url(path string) string {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-realtime/realtime/internal/caddytest"
 )
 
 // readmeBlock is one fenced code block of README.md.
@@ -124,7 +126,7 @@ func TestRemoteAdminPublish(t *testing.T) {
 			}
 		}
 	}
-	remoteAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	remoteAddr := fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
 	admin := cfg["admin"].(map[string]any)
 	admin["listen"] = "{ADMIN}"
 	admin["identity"].(map[string]any)["identifiers"] = []string{"127.0.0.1"}
@@ -283,7 +285,7 @@ func forwarderPublish(t *testing.T, remoteAddr, rootPath, certDir string, stream
 	if config == "" {
 		t.Fatal("README has no forwarder Caddyfile")
 	}
-	fwd := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	fwd := fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
 	config = strings.NewReplacer(
 		"127.0.0.1:2020", fwd,
 		"caddy1.internal:2021", remoteAddr,
@@ -298,7 +300,7 @@ func forwarderPublish(t *testing.T, remoteAddr, rootPath, certDir string, stream
 	}
 	cmd := exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
-	logs := &syncBuffer{}
+	logs := &caddytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

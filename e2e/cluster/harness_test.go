@@ -2,24 +2,23 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/caddy-realtime/realtime/internal/caddytest"
 )
 
 // caddyBin is our Caddy (cmd/caddy): CADDY_BIN, or built once by TestMain.
@@ -54,16 +53,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // waitFor polls ok until it holds, failing after within.
 func waitFor(t testing.TB, within time.Duration, what string, ok func() bool) {
 	t.Helper()
@@ -96,7 +85,7 @@ func startNATSCluster(t testing.TB, n int) *natsCluster {
 	c := &natsCluster{t: t}
 	for i := range n {
 		c.servers = append(c.servers, &natsServer{
-			name: fmt.Sprintf("n%d", i+1), port: freePort(t), clusterPort: freePort(t), dir: t.TempDir(),
+			name: fmt.Sprintf("n%d", i+1), port: caddytest.FreePort(t), clusterPort: caddytest.FreePort(t), dir: t.TempDir(),
 		})
 	}
 	for i := range c.servers {
@@ -187,36 +176,19 @@ type caddyProc struct {
 	config string // the Caddyfile's path
 	admin  string // host:port
 	port   int
-	logs   *syncBuffer
-	done   chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *caddytest.SyncBuffer
+	done   <-chan struct{}
 }
 
 // startCaddy runs Caddy with caddyfile, whose {ADMIN} and {PORT} become free
 // ports, and waits until the admin API and the site answer.
 func startCaddy(t testing.TB, name, caddyfile string) *caddyProc {
 	t.Helper()
-	p := &caddyProc{t: t, name: name, dir: t.TempDir(), logs: &syncBuffer{}}
-	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p.port = freePort(t)
+	p := &caddyProc{t: t, name: name, dir: t.TempDir(), logs: &caddytest.SyncBuffer{}}
+	p.admin = fmt.Sprintf("127.0.0.1:%d", caddytest.FreePort(t))
+	p.port = caddytest.FreePort(t)
 	path := filepath.Join(p.dir, "Caddyfile")
-	config := strings.NewReplacer("{ADMIN}", p.admin, "{PORT}", fmt.Sprint(p.port)).Replace(caddyfile)
+	config := caddytest.Expand(caddyfile, p.admin, p.port)
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -233,37 +205,8 @@ func startCaddy(t testing.TB, name, caddyfile string) *caddyProc {
 
 // launch runs the process on the config and waits until it serves.
 func (p *caddyProc) launch() {
-	t := p.t
-	t.Helper()
-	p.cmd = exec.Command(caddyBin, "run", "--config", p.config, "--adapter", "caddyfile")
-	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "HOME="+p.dir)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	p.done = done
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.admin + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			if conn, derr := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.port)); resp.StatusCode == http.StatusOK && derr == nil {
-				conn.Close()
-				return
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("%s exited during start-up:\n%s", p.name, p.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not become ready: %v\n%s", p.name, err, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.t.Helper()
+	p.cmd, p.done = caddytest.Launch(p.t, p.name, caddyBin, p.dir, p.config, p.admin, p.port, "/config/", 30*time.Second, p.logs)
 }
 
 // kill ends the process with SIGKILL: no clean shutdown, as a crashed node.
