@@ -37,14 +37,9 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		if bin := os.Getenv("CADDY_BIN"); bin != "" && !testing.Short() {
-			caddyBin = bin // built from this tree already, e.g. e2e/.bin/caddy
-		} else if !testing.Short() {
-			caddyBin = filepath.Join(dir, "caddy")
-			build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-			build.Stdout, build.Stderr = os.Stderr, os.Stderr
-			if err := build.Run(); err != nil {
-				fmt.Fprintln(os.Stderr, "building cmd/caddy:", err)
+		if !testing.Short() {
+			if caddyBin, err = caddytest.Binary(dir, "./cmd/caddy"); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -97,4 +98,20 @@ func Launch(t testing.TB, name, bin, dir, config, admin string, port int, probe 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Binary is the Caddy to run: $CADDY_BIN when set (built from this tree
+// already, e.g. e2e/.bin/caddy), or pkg (the path of cmd/caddy from the test's
+// directory) built into dir.
+func Binary(dir, pkg string) (string, error) {
+	if bin := os.Getenv("CADDY_BIN"); bin != "" {
+		return bin, nil
+	}
+	bin := filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building %s: %w", pkg, err)
+	}
+	return bin, nil
 }
