@@ -209,10 +209,11 @@ func chaosRounds() int {
 	return 2
 }
 
-// publisher publishes numbered events on one node without pause, retrying
-// each with its id until acknowledged, and keeps the acknowledged ids in order.
+// publisher publishes numbered events without pause, retrying each with its
+// id until acknowledged, and keeps the acknowledged ids in order. With
+// several nodes, a failed attempt is retried on the next (a node may be down).
 type publisher struct {
-	node  *caddyProc
+	nodes []*caddyProc
 	name  string
 	mu    sync.Mutex
 	acked []string
@@ -226,6 +227,7 @@ func (p *publisher) count() int {
 }
 
 func (p *publisher) run(stop <-chan struct{}) {
+	next := 0
 	for k := 0; ; k++ {
 		select {
 		case <-stop:
@@ -235,18 +237,20 @@ func (p *publisher) run(stop <-chan struct{}) {
 		id := fmt.Sprintf("%s-%06d", p.name, k)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			r, err := do(http.MethodPost, p.node.adminURL("/realtime/events"), event(id))
+			n := p.nodes[next%len(p.nodes)]
+			r, err := do(http.MethodPost, n.adminURL("/realtime/events"), event(id))
 			if err == nil && r.status == http.StatusOK {
 				break // published 1, or 0 when an attempt that got 503 was stored after all
 			}
 			if err == nil && r.status != http.StatusServiceUnavailable {
-				p.err = fmt.Errorf("publish %s on %s: %d %s", id, p.node.name, r.status, r.body)
+				p.err = fmt.Errorf("publish %s on %s: %d %s", id, n.name, r.status, r.body)
 				return
 			}
 			if time.Now().After(deadline) {
-				p.err = fmt.Errorf("publish %s on %s: no acknowledgement for 60s: %d %s %v", id, p.node.name, r.status, r.body, err)
+				p.err = fmt.Errorf("publish %s on %s: no acknowledgement for 60s: %d %s %v", id, n.name, r.status, r.body, err)
 				return
 			}
+			next++
 			time.Sleep(50 * time.Millisecond)
 		}
 		p.mu.Lock()
@@ -266,7 +270,7 @@ func TestChaosNATSServerRestarts(t *testing.T) {
 	var pubs []*publisher
 	var wg sync.WaitGroup
 	for i, n := range c.nodes {
-		p := &publisher{node: n, name: fmt.Sprintf("p%d", i+1)}
+		p := &publisher{nodes: []*caddyProc{n}, name: fmt.Sprintf("p%d", i+1)}
 		pubs = append(pubs, p)
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(stop) }()

@@ -426,46 +426,43 @@ func (c *sseClient) resumed() bool {
 	return data.Resumed
 }
 
+// recv returns the next frame, heartbeats included; the test fails if the
+// stream ends or timeout fires first (what names the awaited frame).
+func (c *sseClient) recv(timeout <-chan time.Time, within time.Duration, what string) frame {
+	c.t.Helper()
+	select {
+	case f, ok := <-c.frames:
+		if !ok {
+			c.t.Fatalf("%s: stream ended: %v", c.name, <-c.err)
+		}
+		return f
+	case <-timeout:
+		c.t.Fatalf("%s: no %s within %v", c.name, what, within)
+	}
+	panic("unreachable")
+}
+
 // next returns the next frame that is not a heartbeat.
 func (c *sseClient) next(within time.Duration) frame {
 	c.t.Helper()
 	timeout := time.After(within)
 	for {
-		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				c.t.Fatalf("%s: stream ended: %v", c.name, <-c.err)
-			}
-			if f.Comment {
-				continue
-			}
-			if f.ID != "" {
-				c.lastID = f.ID
-			}
-			return f
-		case <-timeout:
-			c.t.Fatalf("%s: no frame within %v", c.name, within)
+		f := c.recv(timeout, within, "frame")
+		if f.Comment {
+			continue
 		}
+		if f.ID != "" {
+			c.lastID = f.ID
+		}
+		return f
 	}
 }
 
 // heartbeat waits for a heartbeat comment.
 func (c *sseClient) heartbeat(within time.Duration) {
 	c.t.Helper()
-	timeout := time.After(within)
-	for {
-		select {
-		case f, ok := <-c.frames:
-			if !ok {
-				c.t.Fatalf("%s: stream ended: %v", c.name, <-c.err)
-			}
-			if f.Comment {
-				return
-			}
-			c.t.Fatalf("%s: unexpected frame %+v while waiting for a heartbeat", c.name, f)
-		case <-timeout:
-			c.t.Fatalf("%s: no heartbeat within %v", c.name, within)
-		}
+	if f := c.recv(time.After(within), within, "heartbeat"); !f.Comment {
+		c.t.Fatalf("%s: unexpected frame %+v while waiting for a heartbeat", c.name, f)
 	}
 }
 
