@@ -38,3 +38,16 @@ func OutDir(dir string) string {
 	}
 	return dir
 }
+
+// Setup is what every bench command does first: it finds the repository's
+// root, raises the open-files limit (servers started from here inherit it)
+// and returns the root and bench/.work, where binaries and runs go.
+func Setup() (root, work string, err error) {
+	if root, err = RepoRoot(); err != nil {
+		return "", "", err
+	}
+	if err := RaiseFileLimit(); err != nil {
+		return "", "", err
+	}
+	return root, filepath.Join(root, "bench", ".work"), nil
+}

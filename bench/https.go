@@ -258,17 +258,8 @@ func readServer(srv *Server) (serverReading, error) {
 // liveHeap forces a garbage collection in the server (its admin endpoint's
 // /debug/pprof/heap?gc=1) and returns the heap then allocated: what is live.
 func liveHeap(srv *Server) (float64, error) {
-	req, _ := http.NewRequest("GET", "http://"+srv.AdminAddr+"/debug/pprof/heap?gc=1", nil)
-	req.Header.Set("Origin", "http://"+srv.AdminAddr)
-	c := http.Client{Timeout: 60 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
+	if err := adminGet(srv.AdminAddr, "/debug/pprof/heap?gc=1", io.Discard, 60*time.Second); err != nil {
 		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s answered %d", req.URL, resp.StatusCode)
 	}
 	v, err := adminMetrics(srv.AdminAddr, "go_memstats_heap_alloc_bytes")
 	if err != nil {
@@ -752,17 +743,4 @@ func reason(what string, err error) string {
 		msg = op.Err.Error()
 	}
 	return what + ": " + msg
-}
-
-func metricLine(m Metrics) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%.4g", k, m[k])
-	}
-	return strings.TrimSpace(b.String())
 }

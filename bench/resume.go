@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
@@ -80,16 +79,7 @@ func (rb *ResumeBench) runOne(mode string, run int) RunRecord {
 		b.logf("  error: %v", err)
 	}
 	rec.Seconds = time.Since(start).Seconds()
-	keys := make([]string, 0, len(rec.Metrics))
-	for k := range rec.Metrics {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var line strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&line, " %s=%.4g", k, rec.Metrics[k])
-	}
-	b.logf("  %.1fs:%s", rec.Seconds, line.String())
+	b.logf("  %.1fs: %s", rec.Seconds, metricLine(rec.Metrics))
 	return rec
 }
 

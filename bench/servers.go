@@ -486,6 +486,20 @@ func (s *Server) CPUProfile(path string, d time.Duration) error {
 
 // adminSave saves what a GET of a Caddy admin endpoint's path answers to file.
 func adminSave(adminAddr, path, file string, timeout time.Duration) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if err := adminGet(adminAddr, path, f, timeout); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// adminGet copies what a GET of a Caddy admin endpoint's path answers to w;
+// an answer other than 200 is an error.
+func adminGet(adminAddr, path string, w io.Writer, timeout time.Duration) error {
 	req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
 	req.Header.Set("Origin", "http://"+adminAddr)
 	c := http.Client{Timeout: timeout}
@@ -494,18 +508,11 @@ func adminSave(adminAddr, path, file string, timeout time.Duration) error {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %d", req.URL, resp.StatusCode)
 	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
 }
 
 func freePorts(n int) ([]int, error) {

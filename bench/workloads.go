@@ -163,17 +163,22 @@ func (b *Bench) runOne(w Workload, k Kind, run int) {
 		b.logf("  error: %v", err)
 	}
 	rec.Seconds = time.Since(start).Seconds()
-	keys := make([]string, 0, len(rec.Metrics))
-	for key := range rec.Metrics {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	var line strings.Builder
-	for _, key := range keys {
-		fmt.Fprintf(&line, " %s=%.4g", key, rec.Metrics[key])
-	}
-	b.logf("  %.1fs:%s", rec.Seconds, line.String())
+	b.logf("  %.1fs: %s", rec.Seconds, metricLine(rec.Metrics))
 	b.Records = append(b.Records, rec)
+}
+
+// metricLine is a run's metrics on one line, sorted by name, for the log.
+func metricLine(m Metrics) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%.4g", k, m[k])
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // session is one fresh server with a sampler and a load generator on it.

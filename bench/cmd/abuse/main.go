@@ -55,12 +55,8 @@ func main() {
 		return
 	}
 
-	root, err := bench.RepoRoot()
+	root, work, err := bench.Setup()
 	if err != nil {
-		fail(err)
-	}
-	work := filepath.Join(root, "bench", ".work")
-	if err := bench.RaiseFileLimit(); err != nil {
 		fail(err)
 	}
 	self, err := os.Executable()

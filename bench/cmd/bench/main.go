@@ -33,12 +33,8 @@ func main() {
 	skipBuild := flag.Bool("skip-build", false, "use the binaries already in bench/.work and e2e/.peer")
 	flag.Parse()
 
-	root, err := bench.RepoRoot()
+	root, work, err := bench.Setup()
 	if err != nil {
-		fail(err)
-	}
-	work := filepath.Join(root, "bench", ".work")
-	if err := bench.RaiseFileLimit(); err != nil {
 		fail(err)
 	}
 

@@ -35,12 +35,8 @@ func main() {
 	profile := flag.String("profile", "", "save each server's heap and goroutine profiles at the largest size in this directory")
 	flag.Parse()
 
-	root, err := bench.RepoRoot()
+	root, work, err := bench.Setup()
 	if err != nil {
-		fail(err)
-	}
-	work := filepath.Join(root, "bench", ".work")
-	if err := bench.RaiseFileLimit(); err != nil {
 		fail(err)
 	}
 	p, mode := bench.HTTPSFull(), "full"

@@ -33,12 +33,8 @@ func main() {
 	heap := flag.Bool("heap", true, "also run BenchmarkMemoryTransportHeap (./broker) for the log's memory per MiB")
 	flag.Parse()
 
-	root, err := bench.RepoRoot()
+	root, work, err := bench.Setup()
 	if err != nil {
-		fail(err)
-	}
-	work := filepath.Join(root, "bench", ".work")
-	if err := bench.RaiseFileLimit(); err != nil {
 		fail(err)
 	}
 	p, mode := bench.ResumeFull(), "full"
