@@ -298,20 +298,13 @@ func forwarderPublish(t *testing.T, remoteAddr, rootPath, certDir string, stream
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
 	logs := &caddytest.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 		if t.Failed() {
 			t.Logf("forwarder output:\n%s", logs.String())
 		}
 	})
+	caddytest.Start(t, caddyBin, dir, path, logs)
 	post := func(method, path, body string) (int, string, error) {
 		req, _ := http.NewRequest(method, "http://"+fwd+path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

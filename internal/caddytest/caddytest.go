@@ -53,14 +53,11 @@ func Expand(config, admin string, port int) string {
 	return strings.NewReplacer("{ADMIN}", admin, "{PORT}", fmt.Sprint(port)).Replace(config)
 }
 
-// Launch runs `bin run --config config` (adapted from a Caddyfile unless the
-// file is JSON) with HOME and the XDG directories in dir, its output in logs,
-// and waits until GET http://admin+probe answers 200 and the site's port
-// takes connections (the admin endpoint answers before the site listens).
-// done is closed when the process has exited; the process is killed when t
-// ends. A start-up that fails or takes longer than timeout fails t, naming
-// the process.
-func Launch(t testing.TB, name, bin, dir, config, admin string, port int, probe string, timeout time.Duration, logs *SyncBuffer) (cmd *exec.Cmd, done <-chan struct{}) {
+// Start runs `bin run --config config` (adapted from a Caddyfile unless the
+// file is JSON) with HOME and the XDG directories in dir and its output in
+// logs. done is closed when the process has exited; the process is killed
+// when t ends.
+func Start(t testing.TB, bin, dir, config string, logs *SyncBuffer) (cmd *exec.Cmd, done <-chan struct{}) {
 	t.Helper()
 	args := []string{"run", "--config", config}
 	if !strings.HasSuffix(config, ".json") {
@@ -78,6 +75,16 @@ func Launch(t testing.TB, name, bin, dir, config, admin string, port int, probe 
 		_ = cmd.Process.Kill()
 		<-exited
 	})
+	return cmd, exited
+}
+
+// Launch is Start, then waits until GET http://admin+probe answers 200 and
+// the site's port takes connections (the admin endpoint answers before the
+// site listens). A start-up that fails or takes longer than timeout fails t,
+// naming the process.
+func Launch(t testing.TB, name, bin, dir, config, admin string, port int, probe string, timeout time.Duration, logs *SyncBuffer) (cmd *exec.Cmd, done <-chan struct{}) {
+	t.Helper()
+	cmd, exited := Start(t, bin, dir, config, logs)
 	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get("http://" + admin + probe)
