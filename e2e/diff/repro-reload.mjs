@@ -1,7 +1,10 @@
 // Reproduction (not part of the suite): after a Caddy config reload, a new SDK client in the same
 // Node process fails to connect ("Failed to establish realtime connection"; undici: "other side
 // closed") on every second reload. Without the reload (NORELOAD=1) nothing fails. This is why the
-// differential suite loads one config for the whole run.
+// differential suite loads one config for the whole run. The cause is Caddy's, not the module's:
+// undici opens a spare connection ahead of need; the previous config's server accepted it, and when
+// its first request arrives after the reload the connection is closed without a response (a raw
+// socket opened before a /load and written after it gets the same for `respond "hi"`).
 //   node diff/repro-reload.mjs            # prints "fails N" (N > 0 reproduces)
 //   NORELOAD=1 node diff/repro-reload.mjs # fails 0
 import "../lib/setup.js";
