@@ -30,8 +30,8 @@ func registerMetrics(ctx caddy.Context) error {
 }
 
 type brokerCollector struct {
-	clients, subscriptions, connects, eventsIn, messagesIn, messagesOut, bytesOut, evictions, refused, fanout *prometheus.Desc
-	authLookups, ruleEvaluations                                                                              *prometheus.Desc
+	clients, subscriptions, queued, connects, eventsIn, messagesIn, messagesOut, bytesOut, evictions, refused, fanout *prometheus.Desc
+	authLookups, ruleEvaluations                                                                                      *prometheus.Desc
 }
 
 func newBrokerCollector() *brokerCollector {
@@ -41,6 +41,7 @@ func newBrokerCollector() *brokerCollector {
 	return &brokerCollector{
 		clients:       d("clients", "Connected realtime clients."),
 		subscriptions: d("subscriptions", "Active topic subscriptions."),
+		queued:        d("queued_bytes", "Memory held by frames waiting for clients, as max_queued_bytes counts it (each client's own bytes, each shared frame once)."),
 		connects:      d("connects_total", "Streams opened."),
 		eventsIn:      d("events_total", "Record events published through the admin API."),
 		messagesIn:    d("custom_messages_total", "Custom messages posted through the admin API."),
@@ -56,7 +57,7 @@ func newBrokerCollector() *brokerCollector {
 }
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.refused, c.fanout, c.authLookups, c.ruleEvaluations} {
+	for _, d := range []*prometheus.Desc{c.clients, c.subscriptions, c.queued, c.connects, c.eventsIn, c.messagesIn, c.messagesOut, c.bytesOut, c.evictions, c.refused, c.fanout, c.authLookups, c.ruleEvaluations} {
 		ch <- d
 	}
 }
@@ -76,6 +77,7 @@ func (c *brokerCollector) collect(ch chan<- prometheus.Metric, s broker.Stats) {
 	}
 	gauge(c.clients, float64(s.Clients))
 	gauge(c.subscriptions, float64(s.Subscriptions))
+	gauge(c.queued, float64(s.QueuedBytes))
 	counter(c.connects, s.Connects)
 	counter(c.eventsIn, s.EventsIn)
 	counter(c.messagesIn, s.MessagesIn)

@@ -99,6 +99,9 @@ type Broker struct {
 	wakeups        []*Client // adopted clients a fan-out queued frames for
 	// queuedSinceCheck counts bytes queued since max_queued_bytes was last checked.
 	queuedSinceCheck int64
+	// heldShared is the bytes of the shared frame tails any queue holds,
+	// each counted once (sharedTail).
+	heldShared atomic.Int64
 
 	stats stats
 
@@ -265,7 +268,7 @@ var ErrConnectRefused = errors.New("realtime connection refused by an OnConnect 
 func (b *Broker) Connect(ip string) (*Client, error) {
 	c, err := b.connect(ip, newClientID(), b.Transport().Last())
 	if err == nil {
-		c.enqueue(connectFrame(c.id), 0, 0)
+		c.enqueue(ownTail(connectFrame(c.id)), 0, 0)
 	}
 	return c, err
 }
@@ -591,7 +594,7 @@ func (b *Broker) fanout(ev *Event, pos uint64) {
 	var basesArr [7]baseKind
 	for _, bk := range recordBases(basesArr[:0], ev.Collection, ev.CollectionID, ev.RecordID) {
 		b.index.each(bk.base, func(ts *topicSubs) {
-			var tails [viewCount][]byte
+			var tails [viewCount]*sharedTail
 			for c := range ts.clients {
 				if p.Access != nil && !b.allowed(p.Access, c, ev, bk.kind, ts) {
 					continue
@@ -605,14 +608,19 @@ func (b *Broker) fanout(ev *Event, pos uint64) {
 				}
 				out := &tails[v]
 				if *out == nil {
-					*out = frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, v, hidden))
+					*out = b.newTail(frameTail(ts.topic, ev.payload(ts.opts.Fields(), pick, v, hidden)))
 				}
-				queued += len(*out)
+				queued += len((*out).b)
 				if hooked {
 					b.sendHooked(c, ts.topic, *out, pos, p.ClientQueue)
 					continue
 				}
 				c.enqueueDeferred(*out, pos, p.ClientQueue, &b.wakeups)
+			}
+			for _, t := range tails {
+				if t != nil {
+					t.done()
+				}
 			}
 		})
 	}
@@ -641,15 +649,17 @@ func (b *Broker) allowed(a Access, c *Client, ev *Event, kind TopicKind, ts *top
 
 // sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
 // It reports whether the message was queued.
-func (b *Broker) sendHooked(c *Client, topic string, tail []byte, pos uint64, limit int) bool {
-	data := tailData(tail, topic) // capped: appending to e.Data copies
+func (b *Broker) sendHooked(c *Client, topic string, tail *sharedTail, pos uint64, limit int) bool {
+	data := tailData(tail.b, topic) // capped: appending to e.Data copies
 	e := &MessageSendEvent{Client: c, Name: topic, Data: data}
 	queued := false
 	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
 		if e.Name == topic && len(e.Data) == len(data) && (len(data) == 0 || &e.Data[0] == &data[0]) {
 			queued = c.enqueue(tail, pos, limit)
 		} else {
-			queued = c.enqueue(frameTail(e.Name, e.Data), pos, limit)
+			t := b.newTail(frameTail(e.Name, e.Data))
+			queued = c.enqueue(t, pos, limit)
+			t.done()
 		}
 		return nil
 	})
@@ -692,7 +702,8 @@ func (b *Broker) deliverMessage(m *Message, pos uint64) int {
 	}
 	hooked := b.OnMessageSend.Len() > 0
 	delivered := 0
-	tail := frameTail(m.Name, m.Data)
+	tail := b.newTail(frameTail(m.Name, m.Data))
+	defer tail.done()
 	// Topic rules are applied again at delivery, once per distinct auth
 	// record: an auth refresh (demotion, logout, delete) since the client
 	// subscribed must not keep a restricted topic's messages coming.
@@ -723,7 +734,7 @@ func (b *Broker) deliverMessage(m *Message, pos uint64) int {
 			delivered++
 		}
 	})
-	b.noteQueued(delivered*len(tail), p)
+	b.noteQueued(delivered*len(tail.b), p)
 	b.stats.messagesIn.Add(1)
 	return delivered
 }

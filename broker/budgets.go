@@ -143,20 +143,40 @@ func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy)
 }
 
 // pendingBytes is what c holds in memory for its peer: queued frames and
-// what its writer took but has not written yet. refusing is whether its
-// stream is holding up a write right now: bytes a non-blocking write to an
-// adopted socket left pending, or a blocking write (Serve's, a TLS
-// connection's) in progress for longer than stuckWrite, which a reading
+// what its writer took but has not written yet; own is the part no other
+// client shares (frame tails are shared, see sharedTail). refusing is
+// whether its stream is holding up a write right now: bytes a non-blocking
+// write to an adopted socket left pending, or a blocking write (Serve's, a
+// TLS connection's) in progress for longer than stuckWrite, which a reading
 // peer's never is.
-func (c *Client) pendingBytes() (n int, refusing bool) {
+func (c *Client) pendingBytes() queuedHere {
 	c.mu.Lock()
-	n = c.queue.Len() + c.unsent + c.inflight
-	refusing = c.unsent > 0 && c.conn != nil && !c.conn.blocking
+	var h queuedHere
+	h.n = c.queue.Len() + c.unsent + c.inflight
+	h.own = h.n - c.queue.shared - c.batchShared
+	h.batchShared = c.batchShared
+	h.refusing = c.unsent > 0 && c.conn != nil && !c.conn.blocking
 	c.mu.Unlock()
 	if since := c.writingSince.Load(); since != 0 && time.Now().UnixNano()-since > int64(stuckWrite) {
-		refusing = true
+		h.refusing = true
 	}
-	return n, refusing
+	return h
+}
+
+// queuedHere is what one client holds (pendingBytes).
+type queuedHere struct {
+	n, own      int
+	batchShared int // of n: shared tails in the batch its writer holds
+	refusing    bool
+}
+
+// queuedBytes is what max_queued_bytes counts (noteQueued).
+func (b *Broker) queuedBytes() int64 {
+	n := b.heldShared.Load()
+	for _, c := range b.Clients() {
+		n += int64(c.pendingBytes().own)
+	}
+	return n
 }
 
 // stuckWrite is how long a blocking write must have been in progress for its
@@ -165,13 +185,15 @@ const stuckWrite = 100 * time.Millisecond
 
 // noteQueued is called by a fan-out with the bytes it queued. Memory only
 // grows when frames are queued, so the broker-wide max_queued_bytes is
-// checked after every max/8 queued bytes: over it, clients are evicted
-// (reason queued_bytes) until the total is back under 7/8 of the budget:
-// first those whose stream is refusing bytes, the largest first, then the
-// others, the largest first. A client that stopped reading has a write
-// stuck; a healthy one that fell behind while the writers were busy (with
-// thousands of stalled streams connecting, say) has a large queue but a
-// socket that takes it, and goes last. Called with pubMu held.
+// checked after every max/8 queued bytes. What counts is the memory the
+// queues hold: every client's own bytes (id lines, framing, short frames)
+// and each shared frame tail once, however many queues hold it. Over the
+// budget, clients are evicted (reason queued_bytes) until the total is back
+// under 7/8 of it: first those whose stream is refusing bytes, the largest
+// first, then the others, the largest first. A client that stopped reading
+// has a write stuck; a healthy one that fell behind while the writers were
+// busy (with thousands of stalled streams connecting, say) has a large
+// queue but a socket that takes it, and goes last. Called with pubMu held.
 func (b *Broker) noteQueued(n int, p *Policy) {
 	if p.MaxQueuedBytes <= 0 || n == 0 {
 		return
@@ -182,19 +204,18 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 	}
 	b.queuedSinceCheck = 0
 	type held struct {
-		c        *Client
-		n        int
-		refusing bool
+		c *Client
+		queuedHere
 	}
 	var all []held
-	var total int64
+	var own int64
 	for _, c := range b.Clients() {
-		if n, refusing := c.pendingBytes(); n > 0 {
-			all = append(all, held{c, n, refusing})
-			total += int64(n)
+		if h := c.pendingBytes(); h.n > 0 {
+			all = append(all, held{c, h})
+			own += int64(h.own)
 		}
 	}
-	if total <= p.MaxQueuedBytes {
+	if own+b.heldShared.Load() <= p.MaxQueuedBytes {
 		return
 	}
 	slices.SortFunc(all, func(x, y held) int {
@@ -206,12 +227,19 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 		}
 		return y.n - x.n
 	})
+	// An evicted client's queue lets go of its shared tails at once (the
+	// ones no other queue holds leave heldShared), but the batch its writer
+	// holds only when the writer has closed the stream: heldShared is read
+	// again after each eviction, and the tails in a closing writer's batch
+	// are counted as gone (at most: other queues may hold them too).
 	target := p.MaxQueuedBytes / 8 * 7
+	var closing int64
 	for _, h := range all {
-		if total <= target {
+		if own+b.heldShared.Load()-closing <= target {
 			break
 		}
 		h.c.Close(ReasonQueuedBytes)
-		total -= int64(h.n)
+		own -= int64(h.own)
+		closing += int64(h.batchShared)
 	}
 }

@@ -31,11 +31,13 @@ type Client struct {
 	frames   uint64 // frames in queue
 	unsent   int    // bytes taken from queue by an adopted connection's writer, not yet written
 	inflight int    // bytes Serve took from queue and is writing
-	closed   bool
-	reason   string
-	wake     chan struct{} // capacity 1: "the queue is not empty"
-	done     chan struct{} // closed when the client is closed
-	conn     *connState    // set when the broker writes to an adopted connection
+	// batchShared is how much of unsent or inflight is in shared tails.
+	batchShared int
+	closed      bool
+	reason      string
+	wake        chan struct{} // capacity 1: "the queue is not empty"
+	done        chan struct{} // closed when the client is closed
+	conn        *connState    // set when the broker writes to an adopted connection
 	// closeHook runs (with mu held) when the client is closed: Serve's writeGuard.
 	closeHook func()
 
@@ -147,14 +149,14 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // tail ("event:...\ndata:...\n\n"). pos is the frame's position in the
 // broker's order (0: none, as PB_CONNECT). It never blocks; over the queue
 // limit the client is evicted.
-func (c *Client) enqueue(tail []byte, pos uint64, limit int) bool {
+func (c *Client) enqueue(tail *sharedTail, pos uint64, limit int) bool {
 	return c.enqueueDeferred(tail, pos, limit, nil)
 }
 
 // enqueueDeferred is enqueue that, given wakeups, collects adopted clients
 // that need a writer there instead of handing each to the pool on its own:
 // a fan-out then wakes the writers once.
-func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]*Client) bool {
+func (c *Client) enqueueDeferred(tail *sharedTail, pos uint64, limit int, wakeups *[]*Client) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -163,6 +165,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 	if c.replayUntil > 0 && pos > c.replayUntil {
 		// A live record while its replay is queued (outside pubMu): it
 		// follows the replay, in order (endReplay).
+		tail.give() // the held frame keeps its reference into the queue
 		c.afterReplay = append(c.afterReplay, replayedLive{tail, pos})
 		c.mu.Unlock()
 		return true
@@ -176,7 +179,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 	if c.conn != nil && c.conn.blocking {
 		held = 0
 	}
-	size := held + c.queue.Len() + frameLen(c.id, epoch, pos, tail)
+	size := held + c.queue.Len() + frameLen(c.id, epoch, pos, tail.b)
 	if limit > 0 && size > limit && (c.queue.Len() > 0 || held > 0) {
 		c.closeLocked(ReasonQueueFull)
 		c.mu.Unlock()
@@ -184,7 +187,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 		return false
 	}
 	// An adopted connection's frames are queued framed as HTTP chunks.
-	c.queue.appendFrame(c.id, epoch, pos, tail, c.conn != nil)
+	c.queue.appendFrame(c.id, epoch, pos, tail, c.conn != nil, false)
 	c.frames++
 	c.wakeLocked(wakeups)
 	return true
@@ -192,7 +195,7 @@ func (c *Client) enqueueDeferred(tail []byte, pos uint64, limit int, wakeups *[]
 
 // replayedLive is a live frame held back while a resume replays.
 type replayedLive struct {
-	tail []byte
+	tail *sharedTail // holding a reference
 	pos  uint64
 }
 
@@ -211,11 +214,14 @@ func (c *Client) endReplay() {
 	c.replayUntil, c.afterReplay = 0, nil
 	if c.closed {
 		c.mu.Unlock()
+		for _, f := range held {
+			f.tail.release()
+		}
 		return
 	}
 	epoch := c.broker.Epoch()
 	for _, f := range held {
-		c.queue.appendFrame(c.id, epoch, f.pos, f.tail, c.conn != nil)
+		c.queue.appendFrame(c.id, epoch, f.pos, f.tail, c.conn != nil, true)
 		c.frames++
 	}
 	c.wakeLocked(nil)
@@ -257,6 +263,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 	guard := &writeGuard{s: s}
 	c.guardWrites(guard)
 	defer guard.disarm()
+	defer c.dropQueue() // whichever way the stream ends, nobody reads the rest
 	var idle, lifetime, heartbeat <-chan time.Time
 	var idleTimer, heartbeatTimer *time.Timer
 	if p.IdleTimeout > 0 {
@@ -370,7 +377,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			size := batch.Len()
 			frames := c.frames
 			c.frames = 0
-			c.inflight = size
+			c.inflight, c.batchShared = size, batch.shared
 			c.mu.Unlock()
 			if size == 0 {
 				continue
@@ -378,7 +385,7 @@ func (c *Client) Serve(ctx context.Context, s Stream) string {
 			err := writeBatch()
 			batch.reset() // keeps small buffers for the next swap, drops a burst's
 			c.mu.Lock()
-			c.inflight = 0
+			c.inflight, c.batchShared = 0, 0
 			c.mu.Unlock()
 			if err != nil {
 				return fail(err)

@@ -240,12 +240,13 @@ func TestBlockingWriteRefusesOnlyOnceStuck(t *testing.T) {
 	sv := serve(t, b, c, s)
 	<-s.inWrite // Serve is blocked writing PB_CONNECT
 	start := time.Now()
-	n, refusing := c.pendingBytes()
+	h := c.pendingBytes()
+	n, refusing := h.n, h.refusing
 	if n == 0 || (refusing && time.Since(start) < stuckWrite) {
 		t.Fatalf("pending %d, refusing %v right after the write started", n, refusing)
 	}
 	time.Sleep(stuckWrite + 20*time.Millisecond)
-	if _, refusing := c.pendingBytes(); !refusing {
+	if !c.pendingBytes().refusing {
 		t.Fatalf("not refusing after a write stuck for %v", stuckWrite)
 	}
 	close(s.gate)
@@ -253,7 +254,7 @@ func TestBlockingWriteRefusesOnlyOnceStuck(t *testing.T) {
 	if r := sv.waitReason(t); r != ReasonDisconnected {
 		t.Fatalf("reason %q", r)
 	}
-	if _, refusing := c.pendingBytes(); refusing {
+	if c.pendingBytes().refusing {
 		t.Fatal("still refusing after the write returned")
 	}
 }

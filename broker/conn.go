@@ -372,7 +372,14 @@ func (c *Client) writeConn(iov [][]byte) [][]byte {
 	if cs.batch.Len() == 0 { // take the next batch: the queue's pieces, swapped with the spent (empty) batch
 		cs.batch.reset()
 		cs.batch, c.queue = c.queue, cs.batch
-		c.unsent = cs.batch.Len()
+		if cs.blocking {
+			// A blocking write holds its batch until it returns. A non-blocking
+			// one counts what the socket left after the write (below): were the
+			// batch counted from here, a peer that read it all could ask for
+			// the next frame before the writer has recorded the write, and the
+			// frame would find the client_queue full of bytes already sent.
+			c.unsent, c.batchShared = cs.batch.Len(), cs.batch.shared
+		}
 		cs.outFrames = c.frames
 		c.frames = 0
 		if cs.batch.Len() > 0 {
@@ -400,11 +407,13 @@ func (c *Client) writeConn(iov [][]byte) [][]byte {
 		if n > 0 {
 			progress = true
 			cs.batch.consume(n)
-			c.mu.Lock()
-			c.unsent = cs.batch.Len() // counts against client_queue
-			c.mu.Unlock()
 			c.bytesOut.Add(uint64(n))
 			b.stats.bytesOut.Add(uint64(n))
+		}
+		if n > 0 || !cs.blocking {
+			c.mu.Lock()
+			c.unsent, c.batchShared = cs.batch.Len(), cs.batch.shared // counts against client_queue
+			c.mu.Unlock()
 		}
 		if err == nil {
 			continue
@@ -493,6 +502,7 @@ func (c *Client) finishConn() {
 	}
 	_ = cs.conn.Close()
 	cs.batch.free()
+	c.dropQueue()
 	c.broker.adopted.Done()
 }
 

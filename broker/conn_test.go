@@ -273,7 +273,9 @@ func TestAdoptAfterClose(t *testing.T) {
 // Over max_queued_bytes a client whose socket refuses bytes goes before one
 // whose queue is larger but whose stream would take it (here: one nobody has
 // written for yet, as when the writers are busy): the first stopped reading,
-// the second only fell behind.
+// the second only fell behind. They subscribe to different collections, so
+// that each holds frames of its own (a frame both held would stay in memory
+// whoever of them went).
 func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 	forEachConn(t, func(t *testing.T, pair pairFunc) {
 		p := DefaultPolicy()
@@ -283,56 +285,55 @@ func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 		t.Cleanup(b.Close)
 		stalled, behind := mustConnect(t, b), mustConnect(t, b)
 		mustSubscribe(t, b, stalled, "posts/*")
-		mustSubscribe(t, b, behind, "posts/*")
+		mustSubscribe(t, b, behind, "notes/*")
 		peer := adoptedPair(t, b, stalled, pair) // never read
 		_ = socketOf(peer).SetReadBuffer(4096)
 
 		pad := strings.Repeat("z", 4<<10)
-		published, i := 0, 0
-		publish := func(bytes int) {
-			for target := published + bytes; published < target; i++ {
-				b.Publish(postEvent(t, "update", fmt.Sprint("r", i), `,"pad":"`+pad+`"`))
-				published += len(pad)
+		i := 0
+		publish := func(collection string, bytes int) int {
+			n := 0
+			for ; n < bytes; i++ {
+				b.Publish(mustEvent(t, fmt.Sprintf(`{"action":"update","record":{"id":"r%d","collectionName":%q,"pad":%q}}`, i, collection, pad)))
+				n += len(pad)
 			}
+			return n
 		}
 		refusing := func() bool {
 			// Give the writer a moment to try; a blocking (TLS) write counts once stuck for stuckWrite.
 			for deadline := time.Now().Add(stuckWrite + 100*time.Millisecond); time.Now().Before(deadline); {
-				if _, r := stalled.pendingBytes(); r {
+				if stalled.pendingBytes().refusing {
 					return true
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
 			return false
 		}
-		for publish(len(pad)); !refusing(); publish(len(pad)) {
+		published := 0
+		for published += publish("posts", len(pad)); !refusing(); published += publish("posts", len(pad)) {
 			if published > 32<<20 {
 				t.Fatal("the socket of a peer that never reads took 32 MB")
 			}
 		}
-		// Until the stalled client's backlog is at least half the other's (what
-		// its socket absorbed before refusing varies from run to run).
-		publish(3 * published)
-		a, _ := stalled.pendingBytes()
-		bb, _ := behind.pendingBytes()
-		for a < bb/2 && published < 48<<20 {
-			publish(bb)
-			a, _ = stalled.pendingBytes()
-			bb, _ = behind.pendingBytes()
-		}
-		if a >= bb || a < bb/2 {
+		// The stalled client's backlog, then the other's: twice as large.
+		publish("posts", published)
+		a := stalled.pendingBytes().n
+		publish("notes", 2*a)
+		bb := behind.pendingBytes().n
+		if a >= bb {
 			t.Fatalf("pending: stalled %d, behind %d", a, bb)
 		}
 		if !refusing() {
 			t.Fatal("the stalled client's socket stopped refusing")
 		}
 		p2 := *p
-		p2.MaxQueuedBytes = int64(a + bb)
+		p2.MaxQueuedBytes = queuedMemory(b)
 		b.SetPolicy(&p2)
 		// Over the budget (the stalled socket may still take a little, so
 		// publish until the check finds the broker over it).
 		for i := 0; i < 64 && !stalled.isClosed() && !behind.isClosed(); i++ {
-			publish(int(p2.MaxQueuedBytes)/8 + len(pad))
+			publish("posts", int(p2.MaxQueuedBytes)/16+len(pad))
+			publish("notes", int(p2.MaxQueuedBytes)/16+len(pad))
 		}
 
 		if got := stalled.closeReason(); got != ReasonQueuedBytes {

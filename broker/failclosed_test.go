@@ -225,13 +225,61 @@ func TestMaxQueuedBytesEvictsLargestQueues(t *testing.T) {
 	if got := b.Stats().Evictions[ReasonQueuedBytes]; got != uint64(evicted) {
 		t.Fatalf("eviction counter = %d, want %d", got, evicted)
 	}
-	var held int
-	for _, c := range b.Clients() {
-		n, _ := c.pendingBytes()
-		held += n
-	}
-	if held > int(p.MaxQueuedBytes)+int(p.MaxQueuedBytes)/8+8<<10 {
+	if held := queuedMemory(b); held > p.MaxQueuedBytes+p.MaxQueuedBytes/8+8<<10 {
 		t.Fatalf("%d bytes still queued, over the budget", held)
+	}
+}
+
+// queuedMemory is what max_queued_bytes counts: every client's own bytes and
+// each shared tail once.
+func queuedMemory(b *Broker) int64 { return b.Stats().QueuedBytes }
+
+// max_queued_bytes counts memory: a burst queued for many clients that all
+// share its frames costs the frames once plus each client's id lines, and
+// evicts nobody, however many clients it was queued for. Every reference
+// is let go when the clients are gone.
+func TestMaxQueuedBytesCountsSharedFramesOnce(t *testing.T) {
+	t.Parallel()
+	p := DefaultPolicy()
+	p.MaxQueuedBytes = 1 << 20
+	p.ClientQueue = 4 << 20
+	b := New("queued-shared", p)
+	var clients []*Client
+	for range 40 {
+		c := mustConnect(t, b)
+		drain(c)
+		mustSubscribe(t, b, c, "posts/*")
+		clients = append(clients, c)
+	}
+	big := strings.Repeat("x", 20<<10)
+	const events = 40 // 800 KB of frames, 32 MB counted per client
+	for i := range events {
+		b.Publish(mustEvent(t, fmt.Sprintf(`{"action":"create","record":{"id":"r%d","collectionName":"posts","pad":%q}}`, i, big)))
+	}
+	for _, c := range clients {
+		if c.isClosed() {
+			t.Fatalf("client evicted (%s) by a burst whose frames are shared", c.closeReason())
+		}
+	}
+	perClient := 0
+	for _, c := range clients {
+		perClient += c.pendingBytes().n
+	}
+	mem := queuedMemory(b)
+	if perClient < 30<<20 || mem > 1<<20 || mem < events*20<<10 {
+		t.Fatalf("queued %d bytes counted per client, %d as memory", perClient, mem)
+	}
+	// Half the clients read what they got, half are closed: the tails stay
+	// held until the last queue lets go of them.
+	for i, c := range clients {
+		if i%2 == 0 {
+			drain(c)
+		} else {
+			c.Close(ReasonQueueFull) // an eviction drops the queue
+		}
+	}
+	if got := b.heldShared.Load(); got != 0 {
+		t.Fatalf("%d bytes of shared tails still counted after every queue let go", got)
 	}
 }
 

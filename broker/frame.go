@@ -81,15 +81,16 @@ func frameLen(clientID, epoch string, pos uint64, tail []byte) int {
 }
 
 // appendFrame queues one frame: the client's id line and the shared tail,
-// as one HTTP/1.1 chunk when chunked.
-func (q *frameQueue) appendFrame(clientID, epoch string, pos uint64, tail []byte, chunked bool) {
+// as one HTTP/1.1 chunk when chunked. given: the caller already holds the
+// queue's reference to tail (appendShared).
+func (q *frameQueue) appendFrame(clientID, epoch string, pos uint64, tail *sharedTail, chunked, given bool) {
 	start := len(q.own)
 	if chunked {
-		q.own = appendChunkHeader(q.own, frameLen(clientID, epoch, pos, tail))
+		q.own = appendChunkHeader(q.own, frameLen(clientID, epoch, pos, tail.b))
 	}
 	q.own = appendIDLine(q.own, clientID, epoch, pos)
 	q.grewOwn(start)
-	q.appendShared(tail)
+	q.appendShared(tail, given)
 	if chunked {
 		q.appendOwnString(chunkTrailer)
 	}

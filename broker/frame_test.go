@@ -102,8 +102,8 @@ func TestChunkedQueueRoundTrip(t *testing.T) {
 		if pos%3 == 0 {
 			tail = large
 		}
-		plain.appendFrame(id, "abcdefgh", pos, tail, false)
-		chunked.appendFrame(id, "abcdefgh", pos, tail, true)
+		plain.appendFrame(id, "abcdefgh", pos, ownTail(tail), false, false)
+		chunked.appendFrame(id, "abcdefgh", pos, ownTail(tail), true, false)
 		if pos%7 == 0 {
 			plain.appendOwn(heartbeatFrame)
 			chunked.appendOwn(heartbeatChunk)

@@ -177,6 +177,14 @@ func (c *Client) closeReason() string {
 	return c.reason
 }
 
+// dropQueue frees c's queue once its stream has ended, letting go of the
+// shared frames it still held.
+func (c *Client) dropQueue() {
+	c.mu.Lock()
+	c.queue.free()
+	c.mu.Unlock()
+}
+
 // takeRest empties c's queue at the end of its stream and returns, appended
 // to dst, what it held: after a clean end it still goes out.
 func (c *Client) takeRest(dst []byte) []byte {

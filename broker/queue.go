@@ -13,11 +13,12 @@ type frameQueue struct {
 	own    []byte
 	pieces []piece
 	n      int // bytes queued
+	shared int // of which in shared tails
 }
 
-// piece is shared bytes, or own[off:end] when shared is nil.
+// piece is shared.b[off:end], or own[off:end] when shared is nil.
 type piece struct {
-	shared   []byte
+	shared   *sharedTail
 	off, end int
 }
 
@@ -26,6 +27,10 @@ const sharedMin = 256
 
 // Len is the number of bytes queued.
 func (q *frameQueue) Len() int { return q.n }
+
+// Own is the number of bytes queued that are not in shared tails: what this
+// queue alone costs.
+func (q *frameQueue) Own() int { return q.n - q.shared }
 
 // grewOwn records own[start:] (just appended) as queued.
 func (q *frameQueue) grewOwn(start int) {
@@ -53,19 +58,25 @@ func (q *frameQueue) appendOwnString(s string) {
 	q.grewOwn(start)
 }
 
-// appendShared queues b without copying it; b must never change afterwards.
-func (q *frameQueue) appendShared(b []byte) {
-	if len(b) < sharedMin {
-		q.appendOwn(b)
+// appendShared queues t without copying it, taking a reference its creator
+// handed out (give) unless given says the caller already holds one for the
+// queue; a tail too short to be worth it is copied.
+func (q *frameQueue) appendShared(t *sharedTail, given bool) {
+	if !t.counted() {
+		q.appendOwn(t.b)
 		return
 	}
-	q.n += len(b)
-	q.pieces = append(q.pieces, piece{shared: b})
+	if !given {
+		t.give()
+	}
+	q.n += len(t.b)
+	q.shared += len(t.b)
+	q.pieces = append(q.pieces, piece{shared: t, end: len(t.b)})
 }
 
 func (p *piece) bytes(own []byte) []byte {
 	if p.shared != nil {
-		return p.shared
+		return p.shared.b[p.off:p.end]
 	}
 	return own[p.off:p.end]
 }
@@ -92,15 +103,18 @@ func (q *frameQueue) consume(n int) {
 	q.n -= n
 	for n > 0 {
 		p := &q.pieces[0]
-		if size := len(p.bytes(q.own)); n < size {
+		size := len(p.bytes(q.own))
+		if n < size {
+			p.off += n
 			if p.shared != nil {
-				p.shared = p.shared[n:]
-			} else {
-				p.off += n
+				q.shared -= n
 			}
 			break
-		} else {
-			n -= size
+		}
+		n -= size
+		if p.shared != nil {
+			q.shared -= size
+			p.shared.release()
 		}
 		*p = piece{}
 		q.pieces = q.pieces[1:]
@@ -136,8 +150,9 @@ func (q *frameQueue) appendTo(dst []byte) []byte {
 // reset empties the queue, dropping references to shared tails and buffers
 // grown by a burst.
 func (q *frameQueue) reset() {
+	q.release()
 	clear(q.pieces)
-	q.pieces, q.own, q.n = q.pieces[:0], q.own[:0], 0
+	q.pieces, q.own, q.n, q.shared = q.pieces[:0], q.own[:0], 0, 0
 	if cap(q.own) > maxRetainedBuffer {
 		q.own = nil
 	}
@@ -147,4 +162,19 @@ func (q *frameQueue) reset() {
 }
 
 // free drops everything, buffers included.
-func (q *frameQueue) free() { *q = frameQueue{} }
+func (q *frameQueue) free() {
+	q.release()
+	*q = frameQueue{}
+}
+
+// release lets go of the shared tails still queued.
+func (q *frameQueue) release() {
+	if q.shared == 0 {
+		return
+	}
+	for i := range q.pieces {
+		if t := q.pieces[i].shared; t != nil {
+			t.release()
+		}
+	}
+}

@@ -137,7 +137,7 @@ func (b *Broker) Resume(ip, lastEventID string) (c *Client, resumed bool, err er
 	}
 	c, err = b.connect(ip, newClientID(), b.Transport().Last())
 	if err == nil {
-		c.enqueue(resumeFrame(c.id, false), 0, 0)
+		c.enqueue(ownTail(resumeFrame(c.id, false)), 0, 0)
 	}
 	return c, false, err
 }
@@ -196,7 +196,7 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 		return true
 	})
 	if ok {
-		c.enqueue(resumeFrame(c.id, true), 0, 0)
+		c.enqueue(ownTail(resumeFrame(c.id, true)), 0, 0)
 		// A subscription POST that reached the new stream first is newer than
 		// the session: it wins.
 		c.authMu.Lock()
@@ -239,14 +239,16 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 func (b *Broker) replay(c *Client, r *Record) {
 	p := b.Policy()
 	hooked := b.OnMessageSend.Len() > 0
-	send := func(topic string, tail []byte) {
+	send := func(topic string, frame []byte) {
 		// Unbounded: the log's own cap bounds a replay, and an eviction here
 		// would only repeat on the next attempt.
+		tail := b.newTail(frame)
 		if hooked {
 			b.sendHooked(c, topic, tail, r.Position, 0)
 		} else {
 			c.enqueue(tail, r.Position, 0)
 		}
+		tail.done()
 	}
 	if m := r.Message; m != nil {
 		if !c.HasSubscription(m.Name) || len(m.Clients) > 0 && !slices.Contains(m.Clients, c.id) {

@@ -49,17 +49,20 @@ func (h *histogram) observe(d time.Duration) {
 
 // Stats is a snapshot of a broker's counters.
 type Stats struct {
-	Broker        string            `json:"broker"`
-	Clients       int64             `json:"clients"`
-	Subscriptions int64             `json:"subscriptions"`
-	Connects      uint64            `json:"connects"`
-	EventsIn      uint64            `json:"events_in"`
-	MessagesIn    uint64            `json:"messages_in"`
-	MessagesOut   uint64            `json:"messages_out"`
-	BytesOut      uint64            `json:"bytes_out"`
-	Evictions     map[string]uint64 `json:"evictions"`
-	Refused       map[string]uint64 `json:"refused"` // requests refused by a budget, by its name
-	Fanout        FanoutStats       `json:"fanout"`
+	Broker        string `json:"broker"`
+	Clients       int64  `json:"clients"`
+	Subscriptions int64  `json:"subscriptions"`
+	// QueuedBytes is what max_queued_bytes counts: the memory frames waiting
+	// for clients hold (each client's own bytes, each shared frame once).
+	QueuedBytes int64             `json:"queued_bytes"`
+	Connects    uint64            `json:"connects"`
+	EventsIn    uint64            `json:"events_in"`
+	MessagesIn  uint64            `json:"messages_in"`
+	MessagesOut uint64            `json:"messages_out"`
+	BytesOut    uint64            `json:"bytes_out"`
+	Evictions   map[string]uint64 `json:"evictions"`
+	Refused     map[string]uint64 `json:"refused"` // requests refused by a budget, by its name
+	Fanout      FanoutStats       `json:"fanout"`
 	// SkippedRecords counts records the transport held but this node could
 	// not read (a NATS message that does not decode): logged and skipped.
 	SkippedRecords uint64 `json:"skipped_records,omitempty"`
@@ -80,6 +83,7 @@ func (b *Broker) Stats() Stats {
 		Broker:        b.name,
 		Clients:       b.nClients.Load(),
 		Subscriptions: s.subscriptions.Load(),
+		QueuedBytes:   b.queuedBytes(),
 		Connects:      s.connects.Load(),
 		EventsIn:      s.eventsIn.Load(),
 		MessagesIn:    s.messagesIn.Load(),

@@ -161,3 +161,72 @@ func TestSubscribeBodyStopsAtTheByteBudget(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 }
+
+// A burst that every stream holds at once, stalled and healthy alike, costs
+// its frames once: max_queued_bytes counts memory, not bytes per client, so
+// a budget the per-client sum passes 20 times over evicts nobody, and every
+// healthy stream gets the whole burst. (Counted per client, the budget was
+// passed before any writer had tried the stalled sockets, when stalled and
+// healthy streams look alike, and healthy ones were evicted with them.)
+func TestBudgetQueuedBytesBurstSharedByStalledStreams(t *testing.T) {
+	const stalledN, healthyN, events, pad = 150, 8, 50, 20 << 10
+	p := broker.DefaultPolicy()
+	p.MaxClientsPerIP = 0
+	p.MaxQueuedBytes = 8 << 20
+	p.ClientQueue = 4 << 20
+	p.WriteTimeout = time.Minute
+	p.Heartbeat = 0
+	env := newEnv(t, p, nil)
+	var healthy []*sseStream
+	for range healthyN {
+		s := env.openStream(nil)
+		env.subscribe(s.id, nil, "posts/*")
+		healthy = append(healthy, s)
+	}
+	for range stalledN {
+		conn := env.dial() // small receive buffer, never read
+		t.Cleanup(func() { conn.Close() })
+		if _, err := io.WriteString(conn, "GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "stalled streams connected", func() bool { return env.b.Stats().Clients == stalledN+healthyN })
+	isHealthy := map[string]bool{}
+	for _, s := range healthy {
+		isHealthy[s.id] = true
+	}
+	for _, c := range env.b.Clients() {
+		if !isHealthy[c.ID()] {
+			env.subscribe(c.ID(), nil, "posts/*")
+		}
+	}
+
+	big := strings.Repeat("x", pad)
+	for i := range events {
+		env.publish(fmt.Sprintf(`{"action":"create","record":{"id":"r%d","collectionName":"posts","pad":%q}}`, i, big))
+	}
+	perClient := 0
+	for _, c := range env.b.Clients() {
+		perClient += c.Pending()
+	}
+	for _, s := range healthy {
+		for i := range events {
+			if f := s.nextEvent(20 * time.Second); !strings.Contains(f, fmt.Sprintf(`"id":"r%d"`, i)) {
+				t.Fatalf("healthy stream: event %d is %.80q", i, f)
+			}
+		}
+	}
+	st := env.b.Stats()
+	if n := st.Evictions[broker.ReasonQueuedBytes]; n != 0 {
+		t.Fatalf("%d streams evicted by max_queued_bytes", n)
+	}
+	if st.Clients != stalledN+healthyN {
+		t.Fatalf("%d clients left of %d", st.Clients, stalledN+healthyN)
+	}
+	// What the stalled streams still hold: the burst's frames once, plus
+	// their own id lines and framing.
+	if st.QueuedBytes > 4<<20 {
+		t.Fatalf("queued bytes counted %d, more than the frames and id lines", st.QueuedBytes)
+	}
+	t.Logf("per-client sum right after the burst %d MB (budget %d MB); memory counted after %d KB", perClient>>20, p.MaxQueuedBytes>>20, st.QueuedBytes>>10)
+}

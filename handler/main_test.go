@@ -83,7 +83,19 @@ func newEnvTLS(t *testing.T, policy *broker.Policy, configure func(*Handler), wi
 		srv.Start()
 	}
 	env := &testEnv{t: t, srv: srv, h: h, b: b, client: &http.Client{Transport: tr}, tr: tr}
-	// Cleanups run last-in first-out: end every stream, then stop the server.
+	// Cleanups run last-in first-out: end every stream, stop the server, then
+	// check that every frame's memory was let go (max_queued_bytes counts
+	// shared frames by reference: a reference never released would count
+	// against the budget for ever).
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for b.Stats().QueuedBytes != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := b.Stats().QueuedBytes; n != 0 {
+			t.Errorf("%d queued bytes still counted after every stream ended", n)
+		}
+	})
 	t.Cleanup(func() {
 		srv.Close()
 		tr.CloseIdleConnections()
