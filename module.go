@@ -64,9 +64,12 @@ type Handler struct {
 	// base (posts/*?options=... spellings); over it, 400. 0 = unlimited. Default: 16.
 	MaxTopicVariants *int `json:"max_topic_variants,omitempty"`
 
-	// MaxQueuedBytes caps every client's pending bytes together; over it
-	// clients are evicted: those whose streams refuse bytes (stalled) first,
-	// then the rest, the largest queues first. 0 = unlimited. Default: 268435456 (256 MiB).
+	// MaxQueuedBytes caps the memory every client's pending frames hold
+	// together (a frame queued for many clients counts once); over it clients
+	// are evicted: those whose streams refuse bytes (stalled) first, then the
+	// rest, the largest queues first. Stalled streams are also evicted while
+	// the bytes owed to all clients (each frame counted per client) pass it.
+	// 0 = unlimited. Default: 268435456 (256 MiB).
 	MaxQueuedBytes *int64 `json:"max_queued_bytes,omitempty"`
 
 	// ResumeWindow is how long the broker keeps published events and custom

@@ -33,9 +33,9 @@ type Policy struct {
 	// hundreds of frames for one client; 0 = unlimited.
 	MaxTopicVariants int
 	ClientQueue      int // pending bytes per client before eviction; 0 = unbounded
-	// MaxQueuedBytes caps all clients' pending bytes together: over it the
-	// clients whose streams refuse bytes are evicted first, the largest first,
-	// then the others, the largest first; 0 = unlimited.
+	// MaxQueuedBytes caps the memory all clients' pending frames hold (a
+	// shared frame once) and, for stalled streams only, the bytes owed to
+	// all clients (noteQueued); 0 = unlimited.
 	MaxQueuedBytes int64
 	Wildcard       bool // allow the "*" topic
 	// ResumeWindow is how long published events and messages are kept for

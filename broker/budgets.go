@@ -145,19 +145,21 @@ func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy)
 // pendingBytes is what c holds in memory for its peer: queued frames and
 // what its writer took but has not written yet; own is the part no other
 // client shares (frame tails are shared, see sharedTail). refusing is
-// whether its stream is holding up a write right now: bytes a non-blocking
-// write to an adopted socket left pending, or a blocking write (Serve's, a
-// TLS connection's) in progress for longer than stuckWrite, which a reading
-// peer's never is.
+// whether its stream has stopped taking bytes: an adopted socket that has
+// accepted nothing for stuckWrite while bytes wait, or a blocking write
+// (Serve's, a TLS connection's) in progress for longer than that, which a
+// reading peer's never is (a burst fills a healthy socket too, but it
+// takes more as soon as its peer reads).
 func (c *Client) pendingBytes() queuedHere {
 	c.mu.Lock()
 	var h queuedHere
 	h.n = c.queue.Len() + c.unsent + c.inflight
 	h.own = h.n - c.queue.shared - c.batchShared
 	h.batchShared = c.batchShared
-	h.refusing = c.unsent > 0 && c.conn != nil && !c.conn.blocking
+	now := time.Now().UnixNano()
+	h.refusing = c.unsent > 0 && c.conn != nil && !c.conn.blocking && c.refusedAt != 0 && now-c.refusedAt > int64(stuckWrite)
 	c.mu.Unlock()
-	if since := c.writingSince.Load(); since != 0 && time.Now().UnixNano()-since > int64(stuckWrite) {
+	if since := c.writingSince.Load(); since != 0 && now-since > int64(stuckWrite) {
 		h.refusing = true
 	}
 	return h
@@ -183,17 +185,22 @@ func (b *Broker) queuedBytes() int64 {
 // stream to count as refusing bytes.
 const stuckWrite = 100 * time.Millisecond
 
-// noteQueued is called by a fan-out with the bytes it queued. Memory only
-// grows when frames are queued, so the broker-wide max_queued_bytes is
-// checked after every max/8 queued bytes. What counts is the memory the
-// queues hold: every client's own bytes (id lines, framing, short frames)
-// and each shared frame tail once, however many queues hold it. Over the
-// budget, clients are evicted (reason queued_bytes) until the total is back
-// under 7/8 of it: first those whose stream is refusing bytes, the largest
-// first, then the others, the largest first. A client that stopped reading
-// has a write stuck; a healthy one that fell behind while the writers were
-// busy (with thousands of stalled streams connecting, say) has a large
-// queue but a socket that takes it, and goes last. Called with pubMu held.
+// noteQueued is called by a fan-out with the bytes it queued (each client's
+// frames in full). Memory only grows when frames are queued, so the
+// broker-wide max_queued_bytes is checked after every max/8 queued bytes.
+//
+// Two totals are held against it. The memory the queues hold: every
+// client's own bytes (id lines, framing, short frames) and each shared
+// frame tail once, however many queues hold it. And what the broker owes
+// its streams: every client's frames in full, the work its writers still
+// have to do. Streams that stopped taking bytes (refusing) go, the largest
+// first, while either total is over 7/8 of the budget; then, while the
+// memory still is, the others, the largest first. A healthy stream that
+// fell behind while the writers were busy (with thousands of stalled
+// streams connecting, say) has a large queue but a socket that takes it: it
+// goes only when memory leaves no choice, and a burst that every stream
+// holds at once costs its frames once, so it evicts nobody for memory.
+// Evictions have reason queued_bytes. Called with pubMu held.
 func (b *Broker) noteQueued(n int, p *Policy) {
 	if p.MaxQueuedBytes <= 0 || n == 0 {
 		return
@@ -208,14 +215,15 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 		queuedHere
 	}
 	var all []held
-	var own int64
+	var own, owed int64
 	for _, c := range b.Clients() {
 		if h := c.pendingBytes(); h.n > 0 {
 			all = append(all, held{c, h})
 			own += int64(h.own)
+			owed += int64(h.n)
 		}
 	}
-	if own+b.heldShared.Load() <= p.MaxQueuedBytes {
+	if own+b.heldShared.Load() <= p.MaxQueuedBytes && owed <= p.MaxQueuedBytes {
 		return
 	}
 	slices.SortFunc(all, func(x, y held) int {
@@ -235,11 +243,13 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 	target := p.MaxQueuedBytes / 8 * 7
 	var closing int64
 	for _, h := range all {
-		if own+b.heldShared.Load()-closing <= target {
+		overMemory := own+b.heldShared.Load()-closing > target
+		if !overMemory && (!h.refusing || owed <= target) {
 			break
 		}
 		h.c.Close(ReasonQueuedBytes)
 		own -= int64(h.own)
+		owed -= int64(h.n)
 		closing += int64(h.batchShared)
 	}
 }

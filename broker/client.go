@@ -33,11 +33,14 @@ type Client struct {
 	inflight int    // bytes Serve took from queue and is writing
 	// batchShared is how much of unsent or inflight is in shared tails.
 	batchShared int
-	closed      bool
-	reason      string
-	wake        chan struct{} // capacity 1: "the queue is not empty"
-	done        chan struct{} // closed when the client is closed
-	conn        *connState    // set when the broker writes to an adopted connection
+	// refusedAt is when an adopted connection's socket last refused bytes
+	// after accepting none (UnixNano; 0 while it takes what it is given).
+	refusedAt int64
+	closed    bool
+	reason    string
+	wake      chan struct{} // capacity 1: "the queue is not empty"
+	done      chan struct{} // closed when the client is closed
+	conn      *connState    // set when the broker writes to an adopted connection
 	// closeHook runs (with mu held) when the client is closed: Serve's writeGuard.
 	closeHook func()
 

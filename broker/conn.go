@@ -413,6 +413,12 @@ func (c *Client) writeConn(iov [][]byte) [][]byte {
 		if n > 0 || !cs.blocking {
 			c.mu.Lock()
 			c.unsent, c.batchShared = cs.batch.Len(), cs.batch.shared // counts against client_queue
+			switch {
+			case c.unsent == 0:
+				c.refusedAt = 0
+			case n > 0 || c.refusedAt == 0: // refused from now on
+				c.refusedAt = time.Now().UnixNano()
+			}
 			c.mu.Unlock()
 		}
 		if err == nil {

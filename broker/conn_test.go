@@ -347,3 +347,53 @@ func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 		}
 	})
 }
+
+// The bytes owed to all clients (a shared frame counted per client) are held
+// against max_queued_bytes too, but only stalled streams pay for them: with
+// the memory well under the budget and the owed bytes over it, the stream
+// that stopped reading goes and the one that only fell behind stays, however
+// much more it holds.
+func TestMaxQueuedBytesOwedEvictsOnlyStalledStreams(t *testing.T) {
+	forEachConn(t, func(t *testing.T, pair pairFunc) {
+		p := DefaultPolicy()
+		p.Heartbeat, p.WriteTimeout = 0, time.Minute
+		p.ClientQueue, p.MaxQueuedBytes = 64<<20, 0
+		b := New("owed", p)
+		t.Cleanup(b.Close)
+		stalled, behind := mustConnect(t, b), mustConnect(t, b)
+		mustSubscribe(t, b, stalled, "posts/*")
+		mustSubscribe(t, b, behind, "posts/*")
+		peer := adoptedPair(t, b, stalled, pair) // never read
+		_ = socketOf(peer).SetReadBuffer(4096)
+		pad := strings.Repeat("z", 4<<10)
+		i := 0
+		publish := func(bytes int) {
+			for n := 0; n < bytes; i++ {
+				b.Publish(postEvent(t, "update", fmt.Sprint("r", i), `,"pad":"`+pad+`"`))
+				n += len(pad)
+			}
+		}
+		for publish(256 << 10); !stalled.pendingBytes().refusing; publish(len(pad)) {
+			if i > 8<<10 {
+				t.Fatal("the stalled stream never counted as refusing")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		mem, owed := queuedMemory(b), int64(stalled.pendingBytes().n+behind.pendingBytes().n)
+		if owed < mem*3/2 {
+			t.Fatalf("memory %d, owed %d: the frames are not shared", mem, owed)
+		}
+		p2 := *p
+		p2.MaxQueuedBytes = (mem + owed) / 2 // the memory fits, the owed bytes do not
+		b.SetPolicy(&p2)
+		for n := 0; n < 64 && !stalled.isClosed(); n++ {
+			publish(int(p2.MaxQueuedBytes)/8 + len(pad))
+		}
+		if got := stalled.closeReason(); got != ReasonQueuedBytes {
+			t.Fatalf("stalled stream: closed %q, want %q", got, ReasonQueuedBytes)
+		}
+		if behind.isClosed() {
+			t.Fatalf("the stream that only fell behind was evicted (%q)", behind.closeReason())
+		}
+	})
+}
