@@ -41,6 +41,25 @@ func (r AbuseRecord) Targets(p AbuseParams) (p99Ratio, pubRatio, rssGrowth float
 	return p99Ratio, pubRatio, rssGrowth, p99Ratio <= 2 && healthyOK, pubRatio >= 0.9, rssGrowth <= p.RSSBudgetMB
 }
 
+// controlRatio is r's attack-phase p99 over that of the same server's
+// `none` run, when r's attack keeps the control's publisher load.
+func (a *AbuseResults) controlRatio(r AbuseRecord) string {
+	if r.Attack == "none" {
+		return "-"
+	}
+	for _, at := range Attacks {
+		if at.ID == r.Attack && at.load != nil {
+			return "-"
+		}
+	}
+	for _, c := range a.Records {
+		if c.Attack == "none" && c.Server == r.Server && c.Error == "" && c.Attacked.P99ms > 0 {
+			return fmt.Sprintf("%.2fx", r.Attacked.P99ms/c.Attacked.P99ms)
+		}
+	}
+	return "-"
+}
+
 func metText(ok bool) string {
 	if ok {
 		return "met"
@@ -87,16 +106,18 @@ func (a *AbuseResults) Markdown() string {
 	fmt.Fprintf(&b, "- Targets (issue 9): healthy p99 <= 2x the no-attack phase (and no healthy stream lost an event or was closed), "+
 		"publish rate >= 0.9x, peak RSS growth <= %g MB (RSSBudgetMB: the 256 MiB max_queued_bytes default plus as much again for everything else).\n\n", p.RSSBudgetMB)
 
-	b.WriteString("| attack | server | healthy p99 ms: none → attack (x) | publish/s: none → attack (x) | peak RSS MB: none → attack | open files: none → attack | p99 <= 2x | publish >= 0.9x | RSS in budget | what the attacker got |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("- p99 x control: the attack phase's healthy p99 over the `none` run's second phase (same length, same load, no attacker), " +
+		"for the attacks that keep the control's load; the control's own ratio shows what the phase alone does.\n\n")
+	b.WriteString("| attack | server | healthy p99 ms: none → attack (x) | p99 x control | publish/s: none → attack (x) | peak RSS MB: none → attack | open files: none → attack | p99 <= 2x | publish >= 0.9x | RSS in budget | what the attacker got |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range a.Records {
 		if r.Error != "" {
-			fmt.Fprintf(&b, "| %s | %s | error: %s | | | | | | | |\n", r.Attack, r.Server, strings.ReplaceAll(oneLine(truncate(r.Error, 200)), "|", "\\|"))
+			fmt.Fprintf(&b, "| %s | %s | error: %s | | | | | | | | |\n", r.Attack, r.Server, strings.ReplaceAll(oneLine(truncate(r.Error, 200)), "|", "\\|"))
 			continue
 		}
 		pr, ur, growth, pOK, uOK, rOK := r.Targets(p)
-		fmt.Fprintf(&b, "| %s | %s | %s → %s (%.2fx) | %.1f → %.1f (%.2fx) | %.0f → %.0f (+%.0f) | %d → %d | %s | %s | %s | %s |\n",
-			r.Attack, r.Server, fmtNum(r.Baseline.P99ms), fmtNum(r.Attacked.P99ms), pr,
+		fmt.Fprintf(&b, "| %s | %s | %s → %s (%.2fx) | %s | %.1f → %.1f (%.2fx) | %.0f → %.0f (+%.0f) | %d → %d | %s | %s | %s | %s |\n",
+			r.Attack, r.Server, fmtNum(r.Baseline.P99ms), fmtNum(r.Attacked.P99ms), pr, a.controlRatio(r),
 			r.Baseline.PubRate, r.Attacked.PubRate, ur,
 			r.Baseline.RSSPeakMB, r.Attacked.RSSPeakMB, growth, r.Baseline.FDPeak, r.Attacked.FDPeak,
 			metText(pOK), metText(uOK), metText(rOK), attackerText(r))
