@@ -149,7 +149,8 @@ func (b *Broker) checkSubscriptionBudgets(ip string, topics []string, p *Policy)
 // accepted nothing for stuckWrite while bytes wait, or a blocking write
 // (Serve's, a TLS connection's) in progress for longer than that, which a
 // reading peer's never is (a burst fills a healthy socket too, but it
-// takes more as soon as its peer reads).
+// takes more as soon as its peer reads). stalled is refusing for
+// stalledFor: what the bytes owed may evict (noteQueued).
 func (c *Client) pendingBytes() queuedHere {
 	c.mu.Lock()
 	var h queuedHere
@@ -157,11 +158,16 @@ func (c *Client) pendingBytes() queuedHere {
 	h.own = h.n - c.queue.shared - c.batchShared
 	h.batchShared = c.batchShared
 	now := time.Now().UnixNano()
-	h.refusing = c.unsent > 0 && c.conn != nil && !c.conn.blocking && c.refusedAt != 0 && now-c.refusedAt > int64(stuckWrite)
-	c.mu.Unlock()
-	if since := c.writingSince.Load(); since != 0 && now-since > int64(stuckWrite) {
-		h.refusing = true
+	var since int64 // when the stream stopped taking bytes
+	if c.unsent > 0 && c.conn != nil && !c.conn.blocking {
+		since = c.refusedAt
 	}
+	c.mu.Unlock()
+	if w := c.writingSince.Load(); w != 0 && (since == 0 || w < since) {
+		since = w
+	}
+	h.refusing = since != 0 && now-since > int64(stuckWrite)
+	h.stalled = since != 0 && now-since > int64(stalledFor)
 	return h
 }
 
@@ -170,6 +176,7 @@ type queuedHere struct {
 	n, own      int
 	batchShared int // of n: shared tails in the batch its writer holds
 	refusing    bool
+	stalled     bool
 }
 
 // queuedBytes is what max_queued_bytes counts (noteQueued).
@@ -181,9 +188,14 @@ func (b *Broker) queuedBytes() int64 {
 	return n
 }
 
-// stuckWrite is how long a blocking write must have been in progress for its
-// stream to count as refusing bytes.
-const stuckWrite = 100 * time.Millisecond
+// stuckWrite is how long a stream must have taken no bytes to count as
+// refusing them; stalledFor, to be evicted for the bytes owed to all clients
+// while memory is within the budget. A healthy reader starved of CPU for a
+// moment must not look stalled: the second figure is ten times the first.
+const (
+	stuckWrite = 100 * time.Millisecond
+	stalledFor = time.Second
+)
 
 // noteQueued is called by a fan-out with the bytes it queued (each client's
 // frames in full). Memory only grows when frames are queued, so the
@@ -193,9 +205,10 @@ const stuckWrite = 100 * time.Millisecond
 // client's own bytes (id lines, framing, short frames) and each shared
 // frame tail once, however many queues hold it. And what the broker owes
 // its streams: every client's frames in full, the work its writers still
-// have to do. Streams that stopped taking bytes (refusing) go, the largest
-// first, while either total is over 7/8 of the budget; then, while the
-// memory still is, the others, the largest first. A healthy stream that
+// have to do. While the memory is over 7/8 of the budget, streams that
+// stopped taking bytes (refusing) go, the largest first, then the others,
+// the largest first. While only the bytes owed are, streams that have taken
+// nothing for stalledFor go, the largest first. A healthy stream that
 // fell behind while the writers were busy (with thousands of stalled
 // streams connecting, say) has a large queue but a socket that takes it: it
 // goes only when memory leaves no choice, and a burst that every stream
@@ -243,9 +256,13 @@ func (b *Broker) noteQueued(n int, p *Policy) {
 	target := p.MaxQueuedBytes / 8 * 7
 	var closing int64
 	for _, h := range all {
-		overMemory := own+b.heldShared.Load()-closing > target
-		if !overMemory && (!h.refusing || owed <= target) {
-			break
+		switch {
+		case own+b.heldShared.Load()-closing > target:
+		case owed > target && h.stalled:
+		case owed > target && h.refusing:
+			continue // a stalled one may come later (sorted by size)
+		default:
+			return
 		}
 		h.c.Close(ReasonQueuedBytes)
 		own -= int64(h.own)

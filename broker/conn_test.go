@@ -349,10 +349,10 @@ func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 }
 
 // The bytes owed to all clients (a shared frame counted per client) are held
-// against max_queued_bytes too, but only stalled streams pay for them: with
-// the memory well under the budget and the owed bytes over it, the stream
-// that stopped reading goes and the one that only fell behind stays, however
-// much more it holds.
+// against max_queued_bytes too, but only stalled streams (nothing taken for
+// stalledFor) pay for them: with the memory well under the budget and the
+// owed bytes over it, the stream that stopped reading goes and the one that
+// only fell behind stays, however much more it holds.
 func TestMaxQueuedBytesOwedEvictsOnlyStalledStreams(t *testing.T) {
 	forEachConn(t, func(t *testing.T, pair pairFunc) {
 		p := DefaultPolicy()
@@ -378,6 +378,11 @@ func TestMaxQueuedBytesOwedEvictsOnlyStalledStreams(t *testing.T) {
 				t.Fatal("the stalled stream never counted as refusing")
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+		for deadline := time.Now().Add(stalledFor + time.Second); !stalled.pendingBytes().stalled; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the stream refusing bytes did not count as stalled after %v", stalledFor)
+			}
 		}
 		mem, owed := queuedMemory(b), int64(stalled.pendingBytes().n+behind.pendingBytes().n)
 		if owed < mem*3/2 {

@@ -210,9 +210,25 @@ func TestBudgetQueuedBytesBurstSharedByStalledStreams(t *testing.T) {
 	for _, c := range env.b.Clients() {
 		perClient += c.Pending()
 	}
+	next := func(s *sseStream, i int) string {
+		for {
+			select {
+			case f, ok := <-s.frames:
+				if !ok {
+					<-s.done
+					t.Fatalf("healthy stream %s ended (%v) before event %d; evictions %v", s.id, s.err, i, env.b.Stats().Evictions)
+				}
+				if !strings.HasPrefix(f, ":") {
+					return f
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("healthy stream %s: no event %d within 20s", s.id, i)
+			}
+		}
+	}
 	for _, s := range healthy {
 		for i := range events {
-			if f := s.nextEvent(20 * time.Second); !strings.Contains(f, fmt.Sprintf(`"id":"r%d"`, i)) {
+			if f := next(s, i); !strings.Contains(f, fmt.Sprintf(`"id":"r%d"`, i)) {
 				t.Fatalf("healthy stream: event %d is %.80q", i, f)
 			}
 		}
