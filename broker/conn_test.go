@@ -270,6 +270,35 @@ func TestAdoptAfterClose(t *testing.T) {
 	})
 }
 
+// stalledAndBehind is a broker with max_queued_bytes off and two clients:
+// stalled, adopted on a socket whose peer never reads, subscribed to
+// posts/*, and behind, which nobody writes for (as when the writers are
+// busy), subscribed to behindCollection/*. publish sends 4 KB updates to a
+// collection until bytes are out and returns how many.
+func stalledAndBehind(t *testing.T, pair pairFunc, behindCollection string) (b *Broker, p *Policy, stalled, behind *Client, publish func(collection string, bytes int) int) {
+	p = DefaultPolicy()
+	p.Heartbeat, p.WriteTimeout = 0, time.Minute
+	p.ClientQueue, p.MaxQueuedBytes = 64<<20, 0
+	b = New("stalled-and-behind", p)
+	t.Cleanup(b.Close)
+	stalled, behind = mustConnect(t, b), mustConnect(t, b)
+	mustSubscribe(t, b, stalled, "posts/*")
+	mustSubscribe(t, b, behind, behindCollection+"/*")
+	peer := adoptedPair(t, b, stalled, pair) // never read
+	_ = socketOf(peer).SetReadBuffer(4096)
+	pad := strings.Repeat("z", 4<<10)
+	i := 0
+	publish = func(collection string, bytes int) int {
+		n := 0
+		for ; n < bytes; i++ {
+			b.Publish(mustEvent(t, fmt.Sprintf(`{"action":"update","record":{"id":"r%d","collectionName":%q,"pad":%q}}`, i, collection, pad)))
+			n += len(pad)
+		}
+		return n
+	}
+	return b, p, stalled, behind, publish
+}
+
 // Over max_queued_bytes a client whose socket refuses bytes goes before one
 // whose queue is larger but whose stream would take it (here: one nobody has
 // written for yet, as when the writers are busy): the first stopped reading,
@@ -278,27 +307,8 @@ func TestAdoptAfterClose(t *testing.T) {
 // whoever of them went).
 func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 	forEachConn(t, func(t *testing.T, pair pairFunc) {
-		p := DefaultPolicy()
-		p.Heartbeat, p.WriteTimeout = 0, time.Minute
-		p.ClientQueue, p.MaxQueuedBytes = 64<<20, 0
-		b := New("refusing-first", p)
-		t.Cleanup(b.Close)
-		stalled, behind := mustConnect(t, b), mustConnect(t, b)
-		mustSubscribe(t, b, stalled, "posts/*")
-		mustSubscribe(t, b, behind, "notes/*")
-		peer := adoptedPair(t, b, stalled, pair) // never read
-		_ = socketOf(peer).SetReadBuffer(4096)
-
+		b, p, stalled, behind, publish := stalledAndBehind(t, pair, "notes")
 		pad := strings.Repeat("z", 4<<10)
-		i := 0
-		publish := func(collection string, bytes int) int {
-			n := 0
-			for ; n < bytes; i++ {
-				b.Publish(mustEvent(t, fmt.Sprintf(`{"action":"update","record":{"id":"r%d","collectionName":%q,"pad":%q}}`, i, collection, pad)))
-				n += len(pad)
-			}
-			return n
-		}
 		refusing := func() bool {
 			// Give the writer a moment to try; a blocking (TLS) write counts once stuck for stuckWrite.
 			for deadline := time.Now().Add(stuckWrite + 100*time.Millisecond); time.Now().Before(deadline); {
@@ -355,26 +365,12 @@ func TestMaxQueuedBytesEvictsRefusingStreamsFirst(t *testing.T) {
 // only fell behind stays, however much more it holds.
 func TestMaxQueuedBytesOwedEvictsOnlyStalledStreams(t *testing.T) {
 	forEachConn(t, func(t *testing.T, pair pairFunc) {
-		p := DefaultPolicy()
-		p.Heartbeat, p.WriteTimeout = 0, time.Minute
-		p.ClientQueue, p.MaxQueuedBytes = 64<<20, 0
-		b := New("owed", p)
-		t.Cleanup(b.Close)
-		stalled, behind := mustConnect(t, b), mustConnect(t, b)
-		mustSubscribe(t, b, stalled, "posts/*")
-		mustSubscribe(t, b, behind, "posts/*")
-		peer := adoptedPair(t, b, stalled, pair) // never read
-		_ = socketOf(peer).SetReadBuffer(4096)
+		b, p, stalled, behind, publishTo := stalledAndBehind(t, pair, "posts")
 		pad := strings.Repeat("z", 4<<10)
-		i := 0
-		publish := func(bytes int) {
-			for n := 0; n < bytes; i++ {
-				b.Publish(postEvent(t, "update", fmt.Sprint("r", i), `,"pad":"`+pad+`"`))
-				n += len(pad)
-			}
-		}
+		published := 0
+		publish := func(bytes int) { published += publishTo("posts", bytes) }
 		for publish(256 << 10); !stalled.pendingBytes().refusing; publish(len(pad)) {
-			if i > 8<<10 {
+			if published > 32<<20 {
 				t.Fatal("the stalled stream never counted as refusing")
 			}
 			time.Sleep(20 * time.Millisecond)
