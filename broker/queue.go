@@ -28,10 +28,6 @@ const sharedMin = 256
 // Len is the number of bytes queued.
 func (q *frameQueue) Len() int { return q.n }
 
-// Own is the number of bytes queued that are not in shared tails: what this
-// queue alone costs.
-func (q *frameQueue) Own() int { return q.n - q.shared }
-
 // grewOwn records own[start:] (just appended) as queued.
 func (q *frameQueue) grewOwn(start int) {
 	end := len(q.own)
