@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -42,10 +43,14 @@ func BenchmarkFanoutAdopted1k(b *testing.B) { benchmarkFanout(b, 1000, true) }
 // (net/http's HTTP/1.1 path), against adopted TLS connections (hijack mode
 // over HTTPS: each batch written by a goroutine of its own). Compare their
 // ns/msg: what taking TLS streams over costs or saves per delivery.
-func BenchmarkFanoutTLS1k(b *testing.B) { benchmarkFanoutOver(b, 1000, false, true) }
+func BenchmarkFanoutTLS1k(b *testing.B) { benchmarkFanoutOver(b, 1000, false, true, 0) }
 
 // BenchmarkFanoutAdoptedTLS1k: see BenchmarkFanoutTLS1k.
-func BenchmarkFanoutAdoptedTLS1k(b *testing.B) { benchmarkFanoutOver(b, 1000, true, true) }
+func BenchmarkFanoutAdoptedTLS1k(b *testing.B) { benchmarkFanoutOver(b, 1000, true, true, 0) }
+
+// BenchmarkFanoutAdopted2KB1k is BenchmarkFanoutAdopted1k with 2 KB records:
+// each frame is queued by reference and counted once (sharedTail).
+func BenchmarkFanoutAdopted2KB1k(b *testing.B) { benchmarkFanoutOver(b, 1000, true, false, 2048) }
 
 // bufStream is tcpStream through a 4 KB buffer, as net/http writes.
 type bufStream struct {
@@ -82,10 +87,12 @@ func raiseNoFile(b *testing.B, need uint64) {
 }
 
 func benchmarkFanout(b *testing.B, subscribers int, adopt bool) {
-	benchmarkFanoutOver(b, subscribers, adopt, false)
+	benchmarkFanoutOver(b, subscribers, adopt, false, 0)
 }
 
-func benchmarkFanoutOver(b *testing.B, subscribers int, adopt, overTLS bool) {
+// benchmarkFanoutOver publishes events of about 100 bytes, plus pad bytes
+// (pad >= 256: frames shared by reference, counted once against max_queued_bytes).
+func benchmarkFanoutOver(b *testing.B, subscribers int, adopt, overTLS bool, pad int) {
 	raiseNoFile(b, uint64(2*subscribers+500))
 
 	p := DefaultPolicy()
@@ -188,9 +195,13 @@ func benchmarkFanoutOver(b *testing.B, subscribers int, adopt, overTLS bool) {
 	}
 	frames.Wait() // every PB_CONNECT read: the streams are up
 
+	extra := ""
+	if pad > 0 {
+		extra = `,"pad":"` + strings.Repeat("x", pad) + `"`
+	}
 	events := make([]*Event, b.N)
 	for i := range events {
-		events[i] = postEvent(b, "update", fmt.Sprintf("r%d", i), `,"title":"hello world","views":42`)
+		events[i] = postEvent(b, "update", fmt.Sprintf("r%d", i), `,"title":"hello world","views":42`+extra)
 	}
 	// Warm up: each client's two swapped queue buffers grow to frame size on the
 	// first events; measured, those one-off allocations (about 4 per client)
