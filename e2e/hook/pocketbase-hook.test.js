@@ -363,17 +363,22 @@ test("with Caddy down for good, PocketBase's requests succeed and the hook drops
 		() => `dropped lines: ${JSON.stringify(dropped)}`,
 		250,
 	);
+	// The fourth change is dropped in its turn once it is older than REALTIME_RETRY_FOR (1 s): on a
+	// loaded machine the logs may already show it when they are read.
+	const want = [
+		[1, 1],
+		[1, 2],
+		[1, 3],
+	];
+	if (dropped.length > 3) want.push([1, 4]);
 	assert.deepEqual(
 		dropped.map(({ count, total }) => [count, total]),
-		[
-			[1, 1],
-			[1, 2],
-			[1, 3],
-		],
+		want,
 	);
 	assert.match(dropped[0].reason, /REALTIME_QUEUE_MAX/);
 	assert.match(dropped[1].reason, /REALTIME_QUEUE_MAX/);
 	assert.match(dropped[2].reason, /REALTIME_RETRY_FOR/);
+	if (dropped.length > 3) assert.match(dropped[3].reason, /REALTIME_RETRY_FOR/);
 	const notes = await pb.rest("GET", "/api/collections/notes/records?perPage=10");
 	assert.equal(notes.totalItems, 4, "every create succeeded");
 });
