@@ -96,7 +96,7 @@ func TestOracle(t *testing.T) {
 		exprs = strings.Split(strings.TrimSpace(s), "\n")
 	}
 
-	golden := goldenFile{Records: o.records}
+	golden := goldenFile{Records: o.records, Now: time.Now().UTC()}
 	for _, u := range o.users {
 		golden.Viewers = append(golden.Viewers, goldenViewer{Name: u.name, Auth: u.auth})
 	}
@@ -136,6 +136,31 @@ type goldenFile struct {
 	Records []map[string]any
 	Viewers []goldenViewer
 	Cases   []goldenCase
+	// Now is when PocketBase answered: the @now-style macros are evaluated at
+	// it, or a replay on another day would ask a different question.
+	Now time.Time `json:",omitzero"`
+}
+
+// clock is g.Now, or for a file recorded without it a second after the
+// newest record was written (the answers were asked right after).
+func (g *goldenFile) clock() time.Time {
+	if !g.Now.IsZero() {
+		return g.Now
+	}
+	var latest time.Time
+	for _, rec := range g.Records {
+		for _, k := range []string{"created", "updated"} {
+			if s, ok := rec[k].(string); ok {
+				if at, err := time.Parse("2006-01-02 15:04:05.000Z", s); err == nil && at.After(latest) {
+					latest = at
+				}
+			}
+		}
+	}
+	if latest.IsZero() {
+		return time.Time{}
+	}
+	return latest.Add(time.Second)
 }
 
 type goldenViewer struct {
@@ -161,11 +186,12 @@ func compareCase(t *testing.T, g *goldenFile, gc goldenCase, quiet bool) (leaks,
 		}
 		return 0, 0
 	}
+	now := g.clock()
 	for vi, v := range g.Viewers {
 		for _, rec := range g.Records {
 			id := rec["id"].(string)
 			pb := slices.Contains(gc.Allowed[vi], id)
-			env := &Env{Record: rec, Auth: v.Auth, Method: "GET", Context: "default", Query: oracleQuery}
+			env := &Env{Record: rec, Auth: v.Auth, Method: "GET", Context: "default", Query: oracleQuery, Now: now}
 			got := r.Eval(env)
 			switch {
 			case got && !pb && knownLeak(gc.Expr):
