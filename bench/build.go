@@ -32,6 +32,16 @@ func main() {
 }
 `
 
+// BuildCaddy compiles our Caddy (./cmd/caddy) from the working tree at
+// repoRoot into out.
+func BuildCaddy(repoRoot, out string, log io.Writer) error {
+	fmt.Fprintln(log, "building our caddy from the working tree...")
+	if err := run(log, repoRoot, nil, "go", "build", "-o", out, "./cmd/caddy"); err != nil {
+		return fmt.Errorf("building our caddy: %w", err)
+	}
+	return nil
+}
+
 // Build compiles our Caddy, PocketBase (with the e2e script) and Mercure
 // (in a scratch module under workDir) and returns the binaries.
 func Build(repoRoot, workDir string, log io.Writer) (Bins, error) {
@@ -43,9 +53,8 @@ func Build(repoRoot, workDir string, log io.Writer) (Bins, error) {
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		return bins, err
 	}
-	fmt.Fprintln(log, "building our caddy...")
-	if err := run(log, repoRoot, nil, "go", "build", "-o", bins.Caddy, "./cmd/caddy"); err != nil {
-		return bins, fmt.Errorf("building our caddy: %w", err)
+	if err := BuildCaddy(repoRoot, bins.Caddy, log); err != nil {
+		return bins, err
 	}
 	fmt.Fprintln(log, "building pocketbase (e2e/scripts/build-pocketbase.sh)...")
 	if err := run(log, repoRoot, nil, "bash", filepath.Join(repoRoot, "e2e", "scripts", "build-pocketbase.sh")); err != nil {

@@ -88,9 +88,8 @@ func main() {
 		}
 		ab.Bins.Caddy, stamp = abs, "binary "+*caddy
 	case !*skipBuild:
-		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		if err := bench.RunIn(root, os.Stderr, "go", "build", "-o", ab.Bins.Caddy, "./cmd/caddy"); err != nil {
-			fail(fmt.Errorf("building our caddy: %w", err))
+		if err := bench.BuildCaddy(root, ab.Bins.Caddy, os.Stderr); err != nil {
+			fail(err)
 		}
 	}
 	if *commit != "" {

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -80,11 +79,8 @@ func main() {
 				filepath.Join(dir, "nats.log"))
 		}}
 	if !*skipBuild {
-		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		cmd := exec.Command("go", "build", "-o", cb.Bins.Caddy, "./cmd/caddy")
-		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fail(fmt.Errorf("building our caddy: %w", err))
+		if err := bench.BuildCaddy(root, cb.Bins.Caddy, os.Stderr); err != nil {
+			fail(err)
 		}
 	}
 

@@ -90,9 +90,8 @@ func main() {
 		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy"), Mercure: filepath.Join(work, "mercure-caddy"),
 			Floor: filepath.Join(work, "caddy-floor")}}
 	if !*skipBuild {
-		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		if err := bench.RunIn(root, os.Stderr, "go", "build", "-o", hb.Bins.Caddy, "./cmd/caddy"); err != nil {
-			fail(fmt.Errorf("building our caddy: %w", err))
+		if err := bench.BuildCaddy(root, hb.Bins.Caddy, os.Stderr); err != nil {
+			fail(err)
 		}
 		if slices.Contains(p.Servers, bench.KindMercure) {
 			fmt.Fprintln(os.Stderr, "building mercure in", filepath.Join(work, "mercure"), "...")

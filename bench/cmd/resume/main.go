@@ -52,9 +52,8 @@ func main() {
 	rb := &bench.ResumeBench{P: p, WorkDir: filepath.Join(work, "run"), Log: os.Stderr,
 		Bins: bench.Bins{Caddy: filepath.Join(work, "caddy")}, ServerProfile: *profile, ProfileFor: *profileFor}
 	if !*skipBuild {
-		fmt.Fprintln(os.Stderr, "building our caddy from the working tree...")
-		if err := bench.RunIn(root, os.Stderr, "go", "build", "-o", rb.Bins.Caddy, "./cmd/caddy"); err != nil {
-			fail(fmt.Errorf("building our caddy: %w", err))
+		if err := bench.BuildCaddy(root, rb.Bins.Caddy, os.Stderr); err != nil {
+			fail(err)
 		}
 	}
 
