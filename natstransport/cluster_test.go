@@ -16,6 +16,7 @@ import (
 	"github.com/caddy-realtime/realtime/admin"
 	"github.com/caddy-realtime/realtime/broker"
 	"github.com/caddy-realtime/realtime/handler"
+	"github.com/caddy-realtime/realtime/internal/caddytest"
 )
 
 // clusterNode is a broker on the shared stream with its realtime endpoint
@@ -115,7 +116,7 @@ func post(t *testing.T, url, body string) (int, string) {
 // client routes reach the node holding its stream; when that node dies, the
 // client resumes on another one with every event it missed.
 func TestClusterForwardingAndResume(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a, b := startClusterNode(t, port), startClusterNode(t, port)
 
@@ -183,7 +184,7 @@ func TestClusterForwardingAndResume(t *testing.T) {
 // GET /realtime/clients and /realtime/stats on any node show the whole
 // cluster; ?scope=node shows one node.
 func TestClusterListsAndStats(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a, b := startClusterNode(t, port), startClusterNode(t, port)
 	openStream(t, a.endpoint.URL, "").next(t)
@@ -226,7 +227,7 @@ func TestClusterListsAndStats(t *testing.T) {
 
 // A custom message's {"delivered":N} counts the clients of every node.
 func TestClusterMessageDelivered(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a, b := startClusterNode(t, port), startClusterNode(t, port)
 	var streams []*stream
@@ -253,7 +254,7 @@ func TestClusterMessageDelivered(t *testing.T) {
 // Nodes sharing a stream with different options: each logs the names of
 // the options that differ (never their values).
 func TestClusterConfigMismatchLogged(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a, b := startClusterNode(t, port), startClusterNode(t, port)
 	core, logs := observer.New(zap.WarnLevel)

@@ -2,7 +2,6 @@ package natstransport
 
 import (
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -31,16 +30,6 @@ func runServer(t testing.TB, port int, dir string) *server.Server {
 	}
 	t.Cleanup(s.Shutdown)
 	return s
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func url(port int) string { return fmt.Sprintf("nats://127.0.0.1:%d", port) }

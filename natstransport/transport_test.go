@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-realtime/realtime/broker"
+	"github.com/caddy-realtime/realtime/internal/caddytest"
 )
 
 // node is one transport and what it delivered.
@@ -90,7 +91,7 @@ func publish(t *testing.T, n *node, recs ...*broker.Record) (uint64, int) {
 // Records published on two nodes reach both in one order, with the stream
 // sequence as position; an event's record survives the trip byte for byte.
 func TestTwoNodesOneOrder(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a, b := startNode(t, port, "ORDER"), startNode(t, port, "ORDER")
 	if a.Epoch() == "" || a.Epoch() != b.Epoch() {
@@ -134,7 +135,7 @@ func TestTwoNodesOneOrder(t *testing.T) {
 // A batch is one atomic publish; a retried batch (same ids) publishes
 // nothing again, and a batch mixing old and new ids publishes the new ones once.
 func TestBatchesAndIdempotency(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a, b := startNode(t, port, "BATCH"), startNode(t, port, "BATCH")
 	last, n := publish(t, a, event(t, "e1", "r1"), event(t, "e2", "r2"), message("m"))
@@ -166,7 +167,7 @@ func TestBatchesAndIdempotency(t *testing.T) {
 // NATS down: publishes fail with ErrUnavailable (nothing half-published);
 // when it is back, delivery continues where it stopped, in the same epoch.
 func TestServerRestart(t *testing.T) {
-	port, dir := freePort(t), t.TempDir()
+	port, dir := caddytest.FreePort(t), t.TempDir()
 	s := runServer(t, port, dir)
 	a := startNode(t, port, "RESTART")
 	publish(t, a, message("before"))
@@ -200,7 +201,7 @@ func TestServerRestart(t *testing.T) {
 // deliver what was published before it joined; a stream that is lost and
 // created again is a new epoch.
 func TestLateJoinAndNewEpoch(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a := startNode(t, port, "LATE")
 	for i := 0; i < 5; i++ {
@@ -236,7 +237,7 @@ func TestLateJoinAndNewEpoch(t *testing.T) {
 // would land in the backfill of its later join, never delivered on this
 // node, and the admin publish waiting for its local delivery would hang.
 func TestPublishRefusedUntilConsuming(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a := startNode(t, port, "NOTYET")
 	b := New(Config{URLs: []string{url(port)}, Stream: "NOTYET", Replicas: 3, Window: time.Minute, Name: t.Name()})
@@ -260,7 +261,7 @@ func TestPublishRefusedUntilConsuming(t *testing.T) {
 // mistaken for a backfill. (Here the ordered consumer resumes by itself; the
 // same must hold when consume starts over, which the chaos test provoked.)
 func TestRejoinBeforeAnyRecord(t *testing.T) {
-	port, dir := freePort(t), t.TempDir()
+	port, dir := caddytest.FreePort(t), t.TempDir()
 	s := runServer(t, port, dir)
 	a := startNode(t, port, "REJOIN")
 	publish(t, a, message("old1"), message("old2"))
@@ -297,7 +298,7 @@ func TestRejoinBeforeAnyRecord(t *testing.T) {
 // A message on the stream that does not decode is logged, counted and
 // skipped; the records around it are delivered in order.
 func TestUndecodableRecordSkipped(t *testing.T) {
-	port := freePort(t)
+	port := caddytest.FreePort(t)
 	runServer(t, port, t.TempDir())
 	a := startNode(t, port, "SKIP")
 	publish(t, a, message("before"))
