@@ -270,6 +270,14 @@ type reloadSubscriber struct {
 	lastPos            uint64
 	drops, openRetries int
 	err                error
+	history            []string // the last frames and resumes, for a failure's message
+}
+
+func (s *reloadSubscriber) note(format string, args ...any) {
+	if len(s.history) == 12 {
+		s.history = s.history[1:]
+	}
+	s.history = append(s.history, fmt.Sprintf(format, args...))
 }
 
 // open starts a stream, resuming from lastEventID when it is not empty, and
@@ -314,6 +322,7 @@ func (s *reloadSubscriber) open(lastEventID string) error {
 		return fmt.Errorf("%s: resuming from %q after %d events: PB_CONNECT %+v, want %+v", s.name, lastEventID, len(s.got), f, want)
 	}
 	s.lastID = f.id
+	s.note("opened with %q: PB_CONNECT %s", lastEventID, f.data)
 	return nil
 }
 
@@ -383,8 +392,10 @@ func (s *reloadSubscriber) take(f sseFrame) error {
 		s.epoch = id.Epoch
 	}
 	if id.Epoch != s.epoch || id.Position <= s.lastPos {
-		return fmt.Errorf("frame id %q after epoch %s position %d: a new epoch or an old position", f.id, s.epoch, s.lastPos)
+		return fmt.Errorf("frame id %q (%s) after epoch %s position %d: a new epoch or an old position; before it:\n\t%s",
+			f.id, f.data, s.epoch, s.lastPos, strings.Join(s.history, "\n\t"))
 	}
+	s.note("%d: %s", id.Position, f.data)
 	s.lastPos = id.Position
 	var data struct {
 		Action string

@@ -650,15 +650,20 @@ func (b *Broker) allowed(a Access, c *Client, ev *Event, kind TopicKind, ts *top
 // sendHooked runs OnMessageSend; handlers may rewrite the message or skip it.
 // It reports whether the message was queued.
 func (b *Broker) sendHooked(c *Client, topic string, tail *sharedTail, pos uint64, limit int) bool {
+	return b.sendHookedAs(c, topic, tail, pos, limit, false)
+}
+
+// sendHookedAs is sendHooked for a live frame or, replayed, a resume's.
+func (b *Broker) sendHookedAs(c *Client, topic string, tail *sharedTail, pos uint64, limit int, replayed bool) bool {
 	data := tailData(tail.b, topic) // capped: appending to e.Data copies
 	e := &MessageSendEvent{Client: c, Name: topic, Data: data}
 	queued := false
 	_ = b.OnMessageSend.Trigger(e, func(e *MessageSendEvent) error {
 		if e.Name == topic && len(e.Data) == len(data) && (len(data) == 0 || &e.Data[0] == &data[0]) {
-			queued = c.enqueue(tail, pos, limit)
+			queued = c.queueFrame(tail, pos, limit, replayed, nil)
 		} else {
 			t := b.newTail(frameTail(e.Name, e.Data))
-			queued = c.enqueue(t, pos, limit)
+			queued = c.queueFrame(t, pos, limit, replayed, nil)
 			t.done()
 		}
 		return nil

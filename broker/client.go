@@ -55,6 +55,14 @@ type Client struct {
 	// replayed position: later (live) frames wait in afterReplay. Guarded by mu.
 	replayUntil uint64
 	afterReplay []replayedLive
+	// replayedTo is the last position a resume's replay queued (or, with
+	// nothing to replay, the one the client resumed from), in epoch
+	// replayedEpoch. A live frame at or before it is dropped: a transport
+	// logs a record before it delivers it, so a resume reading the log in
+	// between replays a record (or resumes after one) whose live delivery is
+	// still to come, and the client is subscribed by then. Guarded by mu.
+	replayedTo    uint64
+	replayedEpoch string
 	// sharedAt is when its session was last stored in the cluster (UnixNano; 0: never).
 	sharedAt atomic.Int64
 	auth     atomic.Pointer[authState]
@@ -153,17 +161,32 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // broker's order (0: none, as PB_CONNECT). It never blocks; over the queue
 // limit the client is evicted.
 func (c *Client) enqueue(tail *sharedTail, pos uint64, limit int) bool {
-	return c.enqueueDeferred(tail, pos, limit, nil)
+	return c.queueFrame(tail, pos, limit, false, nil)
 }
 
 // enqueueDeferred is enqueue that, given wakeups, collects adopted clients
 // that need a writer there instead of handing each to the pool on its own:
 // a fan-out then wakes the writers once.
 func (c *Client) enqueueDeferred(tail *sharedTail, pos uint64, limit int, wakeups *[]*Client) bool {
+	return c.queueFrame(tail, pos, limit, false, wakeups)
+}
+
+// enqueueReplayed queues a frame of a resume's replay (unbounded: the log's
+// own cap bounds a replay, and an eviction here would only repeat on the
+// next attempt).
+func (c *Client) enqueueReplayed(tail *sharedTail, pos uint64) bool {
+	return c.queueFrame(tail, pos, 0, true, nil)
+}
+
+func (c *Client) queueFrame(tail *sharedTail, pos uint64, limit int, replayed bool, wakeups *[]*Client) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
+	}
+	if !replayed && pos > 0 && pos <= c.replayedTo && c.replayedEpoch == c.broker.Epoch() {
+		c.mu.Unlock()
+		return true // the replay queued it already
 	}
 	if c.replayUntil > 0 && pos > c.replayUntil {
 		// A live record while its replay is queued (outside pubMu): it
@@ -202,10 +225,16 @@ type replayedLive struct {
 	pos  uint64
 }
 
-// startReplay holds back live frames after position until endReplay.
-func (c *Client) startReplay(position uint64) {
+// startReplay marks the positions up to through as the resume's (the
+// client had them, or the replay queues them), so live frames at or before
+// it are dropped; while replaying, live frames after it are held back until
+// endReplay.
+func (c *Client) startReplay(through uint64, replaying bool) {
 	c.mu.Lock()
-	c.replayUntil = position
+	if replaying {
+		c.replayUntil = through
+	}
+	c.replayedTo, c.replayedEpoch = through, c.broker.Epoch()
 	c.mu.Unlock()
 }
 

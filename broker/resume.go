@@ -207,12 +207,16 @@ func (b *Broker) resume(ip, lastEventID string, s *session, from uint64) (*Clien
 		if len(c.Subscriptions()) == 0 {
 			b.replaceSubscriptions(c, s.topics)
 		}
+		// Live records after the held ones wait behind the replay, which
+		// runs without pubMu: ten thousand resuming clients do not hold up
+		// publishing, nor each other. Live deliveries of the held ones (or,
+		// on a node behind the client, of ones it had) still to come are
+		// dropped.
+		through := from
 		if len(held) > 0 {
-			// Live records after the held ones wait behind the replay, which
-			// runs without pubMu: ten thousand resuming clients do not hold
-			// up publishing, nor each other.
-			c.startReplay(held[len(held)-1].Position)
+			through = held[len(held)-1].Position
 		}
+		c.startReplay(through, len(held) > 0)
 	}
 	b.pubMu.Unlock()
 	if !ok { // the log moved past it meanwhile
@@ -240,13 +244,11 @@ func (b *Broker) replay(c *Client, r *Record) {
 	p := b.Policy()
 	hooked := b.OnMessageSend.Len() > 0
 	send := func(topic string, frame []byte) {
-		// Unbounded: the log's own cap bounds a replay, and an eviction here
-		// would only repeat on the next attempt.
 		tail := b.newTail(frame)
 		if hooked {
-			b.sendHooked(c, topic, tail, r.Position, 0)
+			b.sendHookedAs(c, topic, tail, r.Position, 0, true)
 		} else {
-			c.enqueue(tail, r.Position, 0)
+			c.enqueueReplayed(tail, r.Position)
 		}
 		tail.done()
 	}

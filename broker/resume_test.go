@@ -2,9 +2,12 @@ package broker
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // rawQueue takes c's queued bytes as written, ids with positions.
@@ -293,4 +296,93 @@ func dropAfterFirstEvent(t *testing.T, b *Broker, topics ...string) (c *Client, 
 	last = lastID(t, rawQueue(c))
 	b.Disconnect(c, ReasonClientGone)
 	return c, last
+}
+
+// lateTransport is a memory transport whose deliveries wait at gate while
+// held: a record is in the log before it reaches the broker, as with both
+// real transports (each logs a record, then delivers it).
+type lateTransport struct {
+	*MemoryTransport
+	held atomic.Bool
+	gate chan struct{}
+}
+
+func (t *lateTransport) Start(deliver func(*Record), from Position) error {
+	return t.MemoryTransport.Start(func(r *Record) {
+		if t.held.Load() {
+			<-t.gate
+		}
+		deliver(r)
+	}, from)
+}
+
+// A resume that reads the log between a record's logging and its delivery
+// replays it, and is subscribed when the delivery comes: the client gets it
+// once (found by TestCaddyReloadUnderLoad: the same frame id twice in a row).
+func TestResumeReplayingARecordNotDeliveredYet(t *testing.T) {
+	t.Parallel()
+	b := New("resume-late", nil)
+	lt := &lateTransport{MemoryTransport: NewMemoryTransport(time.Minute, 1<<20), gate: make(chan struct{})}
+	if err := b.UseTransport(lt); err != nil {
+		t.Fatal(err)
+	}
+	c, last := dropAfterFirstEvent(t, b, "posts/*")
+
+	lt.held.Store(true)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		b.Publish(postEvent(t, "create", "r2", ""))
+	}()
+	for lt.Last() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	r, resumed, err := b.Resume("127.0.0.1", last)
+	if err != nil || !resumed || r.ID() != c.ID() {
+		t.Fatalf("Resume = %v, resumed %v, err %v", r, resumed, err)
+	}
+	lt.held.Store(false)
+	close(lt.gate) // the delivery of r2 goes on
+	<-published
+	b.Publish(postEvent(t, "create", "r3", ""))
+
+	var got []uint64
+	for _, f := range parseFrames(rawQueue(r))[1:] {
+		id, _ := ParseEventID(f.ID)
+		got = append(got, id.Position)
+	}
+	if !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("positions after the resume %v, want [2 3]", got)
+	}
+
+	// Resuming after a record this node has logged but not delivered yet
+	// (the client had it from another node): nothing to replay, and the
+	// delivery still to come is not sent again.
+	b.Disconnect(r, ReasonClientGone)
+	lt.gate = make(chan struct{})
+	lt.held.Store(true)
+	published = make(chan struct{})
+	go func() {
+		defer close(published)
+		b.Publish(postEvent(t, "create", "r4", ""))
+	}()
+	for lt.Last() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	r, resumed, err = b.Resume("127.0.0.1", c.ID()+"."+b.Epoch()+".4")
+	if err != nil || !resumed {
+		t.Fatalf("second Resume: resumed %v, err %v", resumed, err)
+	}
+	lt.held.Store(false)
+	close(lt.gate)
+	<-published
+	b.Publish(postEvent(t, "create", "r5", ""))
+	got = got[:0]
+	for _, f := range parseFrames(rawQueue(r))[1:] {
+		id, _ := ParseEventID(f.ID)
+		got = append(got, id.Position)
+	}
+	if !slices.Equal(got, []uint64{5}) {
+		t.Fatalf("positions after resuming from 4 %v, want [5]", got)
+	}
 }
