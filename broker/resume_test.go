@@ -322,36 +322,13 @@ func (t *lateTransport) Start(deliver func(*Record), from Position) error {
 func TestResumeReplayingARecordNotDeliveredYet(t *testing.T) {
 	t.Parallel()
 	b := New("resume-late", nil)
-	lt := &lateTransport{MemoryTransport: NewMemoryTransport(time.Minute, 1<<20), gate: make(chan struct{})}
+	lt := &lateTransport{MemoryTransport: NewMemoryTransport(time.Minute, 1<<20)}
 	if err := b.UseTransport(lt); err != nil {
 		t.Fatal(err)
 	}
 	c, last := dropAfterFirstEvent(t, b, "posts/*")
-
-	lt.held.Store(true)
-	published := make(chan struct{})
-	go func() {
-		defer close(published)
-		b.Publish(postEvent(t, "create", "r2", ""))
-	}()
-	for lt.Last() < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	r, resumed, err := b.Resume("127.0.0.1", last)
-	if err != nil || !resumed || r.ID() != c.ID() {
-		t.Fatalf("Resume = %v, resumed %v, err %v", r, resumed, err)
-	}
-	lt.held.Store(false)
-	close(lt.gate) // the delivery of r2 goes on
-	<-published
-	b.Publish(postEvent(t, "create", "r3", ""))
-
-	var got []uint64
-	for _, f := range parseFrames(rawQueue(r))[1:] {
-		id, _ := ParseEventID(f.ID)
-		got = append(got, id.Position)
-	}
-	if !slices.Equal(got, []uint64{2, 3}) {
+	r, got := lt.resumeMidDelivery(t, b, last, "r2", "r3")
+	if r.ID() != c.ID() || !slices.Equal(got, []uint64{2, 3}) {
 		t.Fatalf("positions after the resume %v, want [2 3]", got)
 	}
 
@@ -359,30 +336,40 @@ func TestResumeReplayingARecordNotDeliveredYet(t *testing.T) {
 	// (the client had it from another node): nothing to replay, and the
 	// delivery still to come is not sent again.
 	b.Disconnect(r, ReasonClientGone)
+	if _, got := lt.resumeMidDelivery(t, b, c.ID()+"."+b.Epoch()+".4", "r4", "r5"); !slices.Equal(got, []uint64{5}) {
+		t.Fatalf("positions after resuming from 4 %v, want [5]", got)
+	}
+}
+
+// resumeMidDelivery publishes record and, while it is logged but its
+// delivery waits, resumes with lastEventID; then it lets the delivery go on,
+// publishes next, and returns the resumed client and the positions of the
+// frames it got after PB_CONNECT.
+func (lt *lateTransport) resumeMidDelivery(t *testing.T, b *Broker, lastEventID, record, next string) (*Client, []uint64) {
+	t.Helper()
 	lt.gate = make(chan struct{})
 	lt.held.Store(true)
-	published = make(chan struct{})
+	want := lt.Last() + 1
+	published := make(chan struct{})
 	go func() {
 		defer close(published)
-		b.Publish(postEvent(t, "create", "r4", ""))
+		b.Publish(postEvent(t, "create", record, ""))
 	}()
-	for lt.Last() < 4 {
+	for lt.Last() < want {
 		time.Sleep(time.Millisecond)
 	}
-	r, resumed, err = b.Resume("127.0.0.1", c.ID()+"."+b.Epoch()+".4")
+	r, resumed, err := b.Resume("127.0.0.1", lastEventID)
 	if err != nil || !resumed {
-		t.Fatalf("second Resume: resumed %v, err %v", resumed, err)
+		t.Fatalf("Resume(%s): resumed %v, err %v", lastEventID, resumed, err)
 	}
 	lt.held.Store(false)
-	close(lt.gate)
+	close(lt.gate) // the delivery goes on
 	<-published
-	b.Publish(postEvent(t, "create", "r5", ""))
-	got = got[:0]
+	b.Publish(postEvent(t, "create", next, ""))
+	var got []uint64
 	for _, f := range parseFrames(rawQueue(r))[1:] {
 		id, _ := ParseEventID(f.ID)
 		got = append(got, id.Position)
 	}
-	if !slices.Equal(got, []uint64{5}) {
-		t.Fatalf("positions after resuming from 4 %v, want [5]", got)
-	}
+	return r, got
 }
