@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -178,7 +179,7 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	cs.lastWrite.Store(now)
 	cs.lastDelivery.Store(now)
 	if idle := p.IdleTimeout; idle > 0 {
-		cs.idle = time.AfterFunc(idle, func() {
+		startTimer(&cs.idle, idle, func() {
 			if left := idle - time.Duration(time.Now().UnixNano()-cs.lastDelivery.Load()); left > 0 {
 				cs.idle.Reset(left)
 				return
@@ -190,7 +191,7 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 		cs.lifetime = time.AfterFunc(p.MaxLifetime, func() { c.Close(ReasonMaxLifetime) })
 	}
 	if hb := p.Heartbeat; hb > 0 {
-		cs.hb = time.AfterFunc(hb, func() {
+		startTimer(&cs.hb, hb, func() {
 			if left := hb - time.Duration(time.Now().UnixNano()-cs.lastWrite.Load()); left > 0 {
 				cs.hb.Reset(left)
 				return
@@ -210,6 +211,16 @@ func (b *Broker) Adopt(c *Client, conn net.Conn) {
 	c.conn = cs
 	c.mu.Unlock()
 	b.writers().push(c)
+}
+
+// startTimer stores in *t a timer that calls f after d, and arms it only
+// once stored: f, and whoever f wakes, may use *t. (With time.AfterFunc(d, f)
+// assigned to *t, a short d could fire before the assignment; a retry after
+// a few microseconds did, and its writer read cs.retry while the first one
+// still wrote it: two timers, two writers for one stream.)
+func startTimer(t **time.Timer, d time.Duration, f func()) {
+	*t = time.AfterFunc(time.Duration(math.MaxInt64), f)
+	(*t).Reset(d)
 }
 
 // heartbeat queues an SSE comment; it is not a message and does not reset
@@ -445,7 +456,7 @@ func (c *Client) writeConn(iov [][]byte) [][]byte {
 				delay = min(delay, left)
 			}
 			if cs.retry == nil {
-				cs.retry = time.AfterFunc(delay, func() { b.writers().push(c) })
+				startTimer(&cs.retry, delay, func() { b.writers().push(c) })
 			} else {
 				cs.retry.Reset(delay)
 			}
