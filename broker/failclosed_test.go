@@ -316,9 +316,9 @@ func TestHiddenAndSecretFields(t *testing.T) {
 	guest := f.client(t, nil, "notes/*")
 	root := f.client(t, superuser(), "notes/*", withOptions("notes/*", `{"fields":"id,secret,tokenKey"}`))
 	f.b.Publish(mustEvent(t, `{"action":"create","record":{"id":"n1","collectionName":"notes","secret":"s3","tokenKey":"tk","password":"pw"}}`))
-	// Only the data lines: frame ids are random and may hold "s3", "tk"
+	// Only the frames' data: frame ids are random and may hold "s3", "tk"
 	// or "pw", and the echoed topic names tokenKey.
-	g, r := dataLines(drain(guest)), dataLines(drain(root))
+	g, r := payloads(drain(guest)), payloads(drain(root))
 	if strings.Contains(g, "s3") || !strings.Contains(r, `"secret":"s3"`) {
 		t.Fatalf("hidden field: guest %q, superuser %q", g, r)
 	}
@@ -351,14 +351,12 @@ func TestFilterRelationPathFailsClosed(t *testing.T) {
 	}
 }
 
-// dataLines keeps the data: lines of SSE frames, one per line.
-func dataLines(frames string) string {
+// payloads is the data of the frames in raw, one per line.
+func payloads(raw string) string {
 	var b strings.Builder
-	for _, line := range strings.Split(frames, "\n") {
-		if strings.HasPrefix(line, "data:") {
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
+	for _, f := range parseFrames(raw) {
+		b.WriteString(f.Data)
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
